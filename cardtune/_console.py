@@ -1,0 +1,49 @@
+"""Shared CLI plumbing: consoles, and turning user mistakes into one clear line and an exit code.
+
+Exit codes: 0 ok, 1 invalid input (cards, templates, data), 2 usage error (typer's own).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+
+from cardtune.curate.yamlsrc import UserInputError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+EXIT_INVALID = 1
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Print ``UserInputError`` (and file-system mistakes) as plain lines on stderr and exit 1."""
+    try:
+        yield
+    except UserInputError as exc:
+        for issue in exc.issues:
+            err_console.print(f"[bold red]error:[/] {_escape(str(issue) if issue.file else str(exc))}")
+            if not issue.file:
+                break
+        raise typer.Exit(EXIT_INVALID) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]: nothing half-written was kept")
+        raise typer.Exit(130) from None
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def fail(message: str, code: int = EXIT_INVALID) -> typer.Exit:
+    """Print an error line and return the ``typer.Exit`` to raise."""
+    err_console.print(f"[bold red]error:[/] {_escape(message)}")
+    sys.stderr.flush()
+    return typer.Exit(code)

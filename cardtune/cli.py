@@ -1,0 +1,122 @@
+"""The ``cardtune`` command line: parses arguments and calls library functions, nothing more.
+
+Each area registers its commands from its own module (``cli_templates``, ``cli_data``, ``cli_train``);
+training modules import torch lazily, inside the commands, so ``cardtune validate`` stays fast and light.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import cardtune
+from cardtune._console import console, err_console, fail, user_errors
+
+app = typer.Typer(
+    name="cardtune",
+    help="Turn task data into versioned instruction-tuning / fine-tuning datasets, and tune on them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"cardtune {cardtune.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """cardtune: dataset cards in, versioned datasets and tuned models out."""
+
+
+@app.command()
+def validate(
+    cards: Annotated[list[Path], typer.Argument(help="Card files to check.", show_default=False)],
+) -> None:
+    """Check cards: schema, cross-field rules, template references and source columns. Never imports torch."""
+    from cardtune.curate.validate import validate_card
+    from cardtune.curate.yamlsrc import UserInputError
+
+    bad = 0
+    for path in cards:
+        try:
+            card = validate_card(path)
+        except UserInputError as exc:
+            bad += 1
+            for issue in exc.issues:
+                err_console.print(f"[bold red]error:[/] {issue}" if issue.file else f"[bold red]error:[/] {exc}")
+                if not issue.file:
+                    break
+            continue
+        console.print(f"[green]ok[/] {path}: {card.name} ({card.mode}, {len(card.tasks)} task(s))")
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Argument(help="Dataset name; writes data_cards/NAME.yaml unless --output is given.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the card.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter card that validates."""
+    from cardtune.curate.starter import starter_card
+
+    with user_errors():
+        target = output or Path("data_cards") / f"{name}.yaml"
+        if target.exists() and not force:
+            raise fail(f"{target}: already exists (use --force to overwrite)")
+        text = starter_card(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)
+    console.print(f"wrote {target}: edit the task source, then `cardtune validate {target}`")
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file instead of stdout.")] = None,
+) -> None:
+    """Print the card's JSON Schema (for editor completion, e.g. yaml-language-server)."""
+    from cardtune.curate.card import Card
+
+    text = json.dumps(Card.model_json_schema(), indent=2, sort_keys=True) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"wrote {output}")
+
+
+def _register() -> None:
+    """Attach the commands of each area (modules may be absent while an area is being built)."""
+    import importlib
+
+    for name in ("cli_templates", "cli_data", "cli_train"):
+        try:
+            module = importlib.import_module(f"cardtune.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"cardtune.{name}":
+                raise
+            continue
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,85 @@
+"""The row contract shared by every curation step: column names, the rejects schema, and ``StepResult``.
+
+Rendered rows (a polars DataFrame) carry:
+
+* ``task`` (str), ``template_id`` (str; ``""`` for passthrough rows), ``source_ref`` (str, stable:
+  ``<task>:<row index or id column value>``);
+* the training payload — instruction mode: ``prompt`` and ``completion`` as lists of
+  ``{role, content}`` structs (``messages`` for multi-turn rows, with empty ``prompt``/``completion``);
+  finetune mode: ``prompt`` and ``completion`` as plain strings;
+* ``answer_choices`` (list[str] or null) for likelihood-ranked evaluation;
+* internal columns used by filters and dropped before writing: ``_prompt_text``, ``_completion_text``
+  (flat text of the payload) and ``_fields_text`` (the raw template inputs joined by newlines, for
+  decontamination of raw fields).
+
+Filters return a ``StepResult``: kept rows (same schema) plus rejects in ``REJECT_SCHEMA``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+TASK = "task"
+TEMPLATE_ID = "template_id"
+SOURCE_REF = "source_ref"
+PROMPT = "prompt"
+COMPLETION = "completion"
+MESSAGES = "messages"
+ANSWER_CHOICES = "answer_choices"
+PROMPT_TEXT = "_prompt_text"
+COMPLETION_TEXT = "_completion_text"
+FIELDS_TEXT = "_fields_text"
+INTERNAL_COLUMNS = (PROMPT_TEXT, COMPLETION_TEXT, FIELDS_TEXT)
+
+REJECT_SCHEMA: dict[str, pl.DataType] = {
+    "task": pl.String(),
+    "template_id": pl.String(),
+    "source_ref": pl.String(),
+    "filter": pl.String(),  # quality | exact_dedup | near_dedup | decontaminate | mixture
+    "reason": pl.String(),  # a short rule name, e.g. "empty_completion", "duplicate", "benchmark:gsm8k"
+    "evidence": pl.String(),  # JSON text with details (matched n-gram, benchmark item id, jaccard, ...)
+    "duplicate_of": pl.String(),  # source_ref of the kept row, for dedup; null otherwise
+    "prompt_text": pl.String(),
+    "completion_text": pl.String(),
+}
+
+
+def empty_rejects() -> pl.DataFrame:
+    """A rejects frame with no rows."""
+    return pl.DataFrame(schema=REJECT_SCHEMA)
+
+
+def make_rejects(
+    dropped: pl.DataFrame,
+    filter_name: str,
+    reason: str | pl.Expr,
+    evidence: str | pl.Expr = "{}",
+    duplicate_of: str | pl.Expr | None = None,
+) -> pl.DataFrame:
+    """Rejects for ``dropped`` rows (a frame with the row contract's columns)."""
+
+    def lit(value: str | pl.Expr | None) -> pl.Expr:
+        return value if isinstance(value, pl.Expr) else pl.lit(value, dtype=pl.String)
+
+    return dropped.select(
+        pl.col(TASK),
+        pl.col(TEMPLATE_ID),
+        pl.col(SOURCE_REF),
+        pl.lit(filter_name, dtype=pl.String).alias("filter"),
+        lit(reason).alias("reason"),
+        lit(evidence).alias("evidence"),
+        lit(duplicate_of).alias("duplicate_of"),
+        pl.col(PROMPT_TEXT).alias("prompt_text"),
+        pl.col(COMPLETION_TEXT).alias("completion_text"),
+    ).cast(REJECT_SCHEMA)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a filter step returns: kept rows, rejects, and optional report details for the manifest."""
+
+    kept: pl.DataFrame
+    rejects: pl.DataFrame
+    report: dict[str, object] = field(default_factory=dict)
