@@ -8,7 +8,7 @@ STAMP_RUN := $(VENV)/.installed-run
 # users with a GPU get the normal torch requirement from the [train] extra.
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: venv dev demo test lint typecheck format bench clean
+.PHONY: venv dev demo test lint typecheck format bench docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -58,6 +58,9 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+docs: $(STAMP)
+	$(BIN)/python -m cardtune.curate.cardref > data_cards/README.md
 
 bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

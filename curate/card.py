@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cardtune.curate.yamlsrc import (
     Issue,
@@ -41,7 +41,9 @@ class Source(_Section):
     )
     hf: str | None = Field(None, description="Hugging Face hub dataset id, e.g. `super_glue`. Default: none.")
     config: str | None = Field(None, description="Hub dataset configuration name (with `hf`). Default: none.")
-    split: str = Field("train", description="Split to read (with `hf` or a `save_to_disk` DatasetDict). Default: `train`.")
+    split: str = Field(
+        "train", description="Split to read (with `hf` or a `save_to_disk` DatasetDict). Default: `train`."
+    )
     revision: str | None = Field(
         None, description="Hub dataset revision (commit sha or tag); pin it for reproducible versions. Default: none."
     )
@@ -246,7 +248,9 @@ class Split(_Section):
 class Output(_Section):
     """Where versions are written."""
 
-    dir: str = Field("datasets", description="Root for versions `<dir>/<name>/<id>/`, relative to the working directory.")
+    dir: str = Field(
+        "datasets", description="Root for versions `<dir>/<name>/<id>/`, relative to the working directory."
+    )
 
 
 class Lora(_Section):
@@ -290,6 +294,23 @@ class Train(_Section):
         description="TRL `SFTConfig` fields (learning_rate, num_train_epochs, max_length, ...); unknown names "
         "are errors. Default: cardtune's per-mode defaults.",
     )
+
+    @field_validator("sft")
+    @classmethod
+    def _sft_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Torch-free, so `cardtune validate` catches these; train/config.py re-checks with exact lines.
+        from cardtune.curate.sft_fields import RESERVED, SFT_CONFIG_FIELDS
+        from cardtune.curate.yamlsrc import did_you_mean
+
+        problems = []
+        for key in value:
+            if key in RESERVED:
+                problems.append(f"`{key}` is set by cardtune: {RESERVED[key]}")
+            elif key not in SFT_CONFIG_FIELDS:
+                problems.append(f"unknown SFTConfig field {key!r}{did_you_mean(key, SFT_CONFIG_FIELDS)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
 
 class Card(_Section):
@@ -344,11 +365,15 @@ def cross_checks(card: Card) -> list[tuple[tuple[str | int, ...], str]]:
     seen: dict[str, int] = {}
     for i, task in enumerate(card.tasks):
         if task.name in seen:
-            problems.append((("tasks", i, "name"), f"duplicate task name {task.name!r} (also tasks[{seen[task.name]}])"))
+            problems.append(
+                (("tasks", i, "name"), f"duplicate task name {task.name!r} (also tasks[{seen[task.name]}])")
+            )
         else:
             seen[task.name] = i
         if card.mixture.strategy == "count" and float(task.weight) != int(task.weight):
-            problems.append((("tasks", i, "weight"), "with strategy `count` the weight is an example count (an integer)"))
+            problems.append(
+                (("tasks", i, "weight"), "with strategy `count` the weight is an example count (an integer)")
+            )
         for j, col in enumerate(task.columns):
             if not col:
                 problems.append((("tasks", i, "columns", j), "empty input name"))

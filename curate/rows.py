@@ -83,3 +83,19 @@ class StepResult:
     kept: pl.DataFrame
     rejects: pl.DataFrame
     report: dict[str, object] = field(default_factory=dict)
+
+
+def flat_text(column: str, dtype: pl.DataType) -> pl.Expr:
+    """Flat text of a payload column: strings as they are, message lists as their contents joined by newlines."""
+    if isinstance(dtype, pl.List):
+        return pl.col(column).list.eval(pl.element().struct.field("content")).list.join("\n").fill_null("")
+    return pl.col(column).cast(pl.String).fill_null("")
+
+
+def with_flat_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add the internal flat-text columns to stored rows (e.g. an earlier version read back from parquet)."""
+    return frame.with_columns(
+        flat_text(PROMPT, frame.schema[PROMPT]).alias(PROMPT_TEXT),
+        flat_text(COMPLETION, frame.schema[COMPLETION]).alias(COMPLETION_TEXT),
+        pl.lit("", dtype=pl.String).alias(FIELDS_TEXT),
+    )

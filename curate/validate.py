@@ -24,5 +24,7 @@ def validate_card(path: str | Path) -> Card:
 
 
 def check_templates(card: Card) -> list[Issue]:
-    """Template references resolve and sources carry the declared inputs (filled in by the templates work)."""
-    return []
+    """Template references resolve (card line + did-you-mean) and each source has every declared input."""
+    from cardtune.curate.card_templates import template_issues
+
+    return template_issues(card)[1]

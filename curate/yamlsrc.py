@@ -103,9 +103,7 @@ def read_user_file(path: Path, what: str = "file") -> str:
         raise UserInputError(f"{path}: cannot read {what}: {exc.strerror}") from None
 
 
-def load_located(
-    text: str, file: str, loader_cls: type[yaml.SafeLoader] = _Loader
-) -> LocatedYaml:
+def load_located(text: str, file: str, loader_cls: type[yaml.SafeLoader] = _Loader) -> LocatedYaml:
     """Parse one YAML document, recording lines; raise ``UserInputError`` on syntax errors or dup keys."""
     loader = loader_cls(text)
     issues: list[Issue] = []
@@ -132,7 +130,13 @@ def load_located(
     return located
 
 
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
 def _build(loader: yaml.SafeLoader, node: yaml.Node, loc: Loc, out: LocatedYaml, issues: list[Issue]) -> Any:
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+        issues.append(Issue(out.file, node.start_mark.line + 1, loc, f"unsupported YAML tag {node.tag!r}"))
+        return None
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         result: dict[Any, Any] = {}
@@ -212,7 +216,7 @@ def _message(model_cls: Any, err: Any) -> str:
         given = err.get("input")
         hint = did_you_mean(str(given), options) if isinstance(given, str) else ""
         return f"{given!r} is not one of {', '.join(options)}{hint}"
-    if kind == "model_type" or kind == "dict_type":
+    if kind in {"model_type", "dict_type"}:
         return f"expected a mapping, got {_type_name(err.get('input'))}"
     if kind == "list_type":
         return f"expected a list, got {_type_name(err.get('input'))}"
