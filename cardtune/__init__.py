@@ -7,6 +7,7 @@ imported lazily, so ``import cardtune`` and everything in ``cardtune.curate`` wo
 from __future__ import annotations
 
 from pathlib import Path as _Path
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -18,3 +19,37 @@ __version__ = "0.1.0"
 _root = _Path(__file__).resolve().parent.parent
 if (_root / "curate" / "__init__.py").is_file() and (_root / "pyproject.toml").is_file():
     __path__.append(str(_root))
+
+if TYPE_CHECKING:
+    from cardtune.curate.card import Card
+    from cardtune.curate.pipeline import BuildResult
+
+__all__ = ["__version__", "build", "load", "load_card", "tune"]
+
+
+def load_card(path: str | _Path) -> Card:
+    """Read and validate a dataset card (raises ``UserInputError`` listing every mistake with its line)."""
+    from cardtune.curate.card import load_card as _load_card
+
+    return _load_card(path)
+
+
+def build(card: Card | str | _Path, *, force: bool = False, dry_run: bool = False, progress: bool = False) -> BuildResult:
+    """Build (or reuse) the dataset version a card describes; see ``cardtune.curate.pipeline.build``."""
+    from cardtune.curate.pipeline import build as _build
+
+    return _build(card, force=force, dry_run=dry_run, progress=progress)
+
+
+def load(version_dir: str | _Path) -> Any:
+    """A built version as a ``datasets.DatasetDict`` with ``train``, ``eval`` and ``heldout`` splits."""
+    from cardtune.curate.store import load_version
+
+    return load_version(version_dir)
+
+
+def tune(card: Card | str | _Path, **kwargs: Any) -> Any:
+    """Build or reuse the version, then train on it (needs ``cardtune[train]``); see ``cardtune.train.run.tune``."""
+    from cardtune.train.run import tune as _tune
+
+    return _tune(card, **kwargs)

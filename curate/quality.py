@@ -1,0 +1,113 @@
+"""Quality rules: empty or prompt-echoing completions, length bounds in characters and tokens, repetition.
+
+Each dropped row is a reject whose reason names the first rule it broke, in this order: ``empty_completion``,
+``completion_equals_prompt``, ``too_short_chars``, ``too_long_chars``, ``too_few_tokens``, ``too_many_tokens``,
+``repetition``; the evidence holds the measured value and the bound. Multi-turn rows (a non-empty ``messages``
+column) are exempt from the two completion rules. Token bounds load the named tokenizer lazily with the
+``tokenizers`` package (a local ``tokenizer.json`` path or a hub id), which a core install may lack.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from cardtune.curate import textnorm
+from cardtune.curate.card import Quality
+from cardtune.curate.rows import COMPLETION_TEXT, MESSAGES, PROMPT_TEXT, StepResult, make_rejects
+from cardtune.curate.yamlsrc import Issue, UserInputError
+
+_LOC = ("filters", "quality", "tokenizer")
+
+
+def load_tokenizer(name: str) -> Any:
+    """A ``tokenizers.Tokenizer`` from a local file/directory or a hub id, with a clear error when unavailable."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError as exc:
+        raise UserInputError(
+            [Issue("", 0, _LOC, "token bounds need the `tokenizers` package: pip install 'cardtune[train]'")]
+        ) from exc
+    path = Path(name)
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    try:
+        if path.is_file():
+            return Tokenizer.from_file(str(path))
+        return Tokenizer.from_pretrained(name)
+    except Exception as exc:  # network, unknown id, malformed file
+        raise UserInputError([Issue("", 0, _LOC, f"cannot load tokenizer '{name}': {exc}")]) from exc
+
+
+def token_counts(tokenizer: Any, texts: list[str]) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Tokens per text (no special tokens)."""
+    encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
+    return np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
+
+
+def repetition(texts: pl.Series, n: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Fraction of each text's word n-grams that repeat an earlier n-gram of the same text (0 when none)."""
+    grams = textnorm.ngrams(textnorm.words(texts), n)
+    counts = np.diff(grams.doc_offsets)
+    docs = np.repeat(np.arange(len(texts), dtype=np.int64), counts)
+    pairs = pl.DataFrame({"d": docs, "h": grams.hashes})
+    uniq = pairs.unique().group_by("d").len()
+    distinct = np.zeros(len(texts), dtype=np.int64)
+    distinct[uniq.get_column("d").to_numpy()] = uniq.get_column("len").to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, 1.0 - distinct / np.maximum(counts, 1), 0.0)
+
+
+def quality_filter(df: pl.DataFrame, spec: Quality) -> StepResult:
+    """Apply the card's quality rules; see the module docstring for the rules and their order."""
+    prompt = df.get_column(PROMPT_TEXT).cast(pl.String).fill_null("")
+    completion = df.get_column(COMPLETION_TEXT).cast(pl.String).fill_null("")
+    chars = (prompt.str.len_chars() + completion.str.len_chars()).to_numpy().astype(np.int64)
+    multi_turn = np.zeros(df.height, dtype=bool)
+    if MESSAGES in df.columns and isinstance(df.schema[MESSAGES], pl.List):
+        multi_turn = df.get_column(MESSAGES).list.len().fill_null(0).to_numpy() > 0
+    stripped = completion.str.strip_chars()
+    rules: list[tuple[str, np.ndarray[Any, np.dtype[np.bool_]], np.ndarray[Any, Any] | None, object]] = []
+    if spec.drop_empty_completion:
+        rules.append(("empty_completion", (stripped.str.len_chars() == 0).to_numpy() & ~multi_turn, None, None))
+    if spec.drop_completion_equals_prompt:
+        same = (stripped == prompt.str.strip_chars()).to_numpy() & (stripped.str.len_chars() > 0).to_numpy()
+        rules.append(("completion_equals_prompt", same & ~multi_turn, None, None))
+    rules.append(("too_short_chars", chars < spec.min_chars, chars, spec.min_chars))
+    if spec.max_chars is not None:
+        rules.append(("too_long_chars", chars > spec.max_chars, chars, spec.max_chars))
+    if spec.tokenizer is not None and (spec.min_tokens is not None or spec.max_tokens is not None):
+        tok = load_tokenizer(spec.tokenizer)
+        tokens = token_counts(tok, prompt.to_list()) + token_counts(tok, completion.to_list())
+        if spec.min_tokens is not None:
+            rules.append(("too_few_tokens", tokens < spec.min_tokens, tokens, spec.min_tokens))
+        if spec.max_tokens is not None:
+            rules.append(("too_many_tokens", tokens > spec.max_tokens, tokens, spec.max_tokens))
+    if spec.max_repetition is not None:
+        rep = repetition(completion, spec.repetition_ngram)
+        rules.append(("repetition", rep > spec.max_repetition, np.round(rep, 4), spec.max_repetition))
+
+    reason = np.full(df.height, None, dtype=object)
+    evidence = np.full(df.height, None, dtype=object)
+    counts: dict[str, int] = {}
+    for name, hit, value, bound in rules:
+        new = hit & (reason == None)  # noqa: E711 - elementwise comparison on an object array
+        counts[name] = int(new.sum())
+        reason[new] = name
+        for i in np.flatnonzero(new).tolist():
+            evidence[i] = (
+                f'{{"rule": "{name}", "value": {value[i]}, "bound": {bound}}}'
+                if value is not None
+                else f'{{"rule": "{name}"}}'
+            )
+    drop = reason != None  # noqa: E711
+    dropped = df.filter(pl.Series(drop)).with_columns(
+        pl.Series("__reason", reason[drop].tolist(), dtype=pl.String),
+        pl.Series("__ev", evidence[drop].tolist(), dtype=pl.String),
+    )
+    rejects = make_rejects(dropped, "quality", pl.col("__reason"), evidence=pl.col("__ev"))
+    report: dict[str, object] = {"dropped": int(drop.sum()), "by_rule": counts}
+    return StepResult(kept=df.filter(pl.Series(~drop)), rejects=rejects, report=report)
