@@ -15,7 +15,8 @@ from rich.console import Console
 from cardtune.curate.yamlsrc import UserInputError
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Error lines are never wrapped: `file:line: field: message` must stay one line for editors and grep.
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_INVALID = 1
 
@@ -26,14 +27,17 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except UserInputError as exc:
-        for issue in exc.issues:
-            err_console.print(f"[bold red]error:[/] {_escape(str(issue) if issue.file else str(exc))}")
-            if not issue.file:
-                break
+        print_issues(exc)
         raise typer.Exit(EXIT_INVALID) from None
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: nothing half-written was kept")
         raise typer.Exit(130) from None
+
+
+def print_issues(exc: UserInputError) -> None:
+    """One red ``error:`` line per issue on stderr."""
+    for line in str(exc).splitlines() or ["invalid input"]:
+        err_console.print(f"[bold red]error:[/] {_escape(line)}")
 
 
 def _escape(text: str) -> str:

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 import cardtune
-from cardtune._console import console, err_console, fail, user_errors
+from cardtune._console import console, fail, print_issues, user_errors
 
 app = typer.Typer(
     name="cardtune",
@@ -54,10 +54,7 @@ def validate(
             card = validate_card(path)
         except UserInputError as exc:
             bad += 1
-            for issue in exc.issues:
-                err_console.print(f"[bold red]error:[/] {issue}" if issue.file else f"[bold red]error:[/] {exc}")
-                if not issue.file:
-                    break
+            print_issues(exc)
             continue
         console.print(f"[green]ok[/] {path}: {card.name} ({card.mode}, {len(card.tasks)} task(s))")
     if bad:
@@ -70,19 +67,26 @@ def init(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the card.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a commented starter card that validates."""
-    from cardtune.curate.starter import starter_card
+    """Write a commented starter card (and a tiny sample source next to it) that validates and builds."""
+    import re
 
-    with user_errors():
-        target = output or Path("data_cards") / f"{name}.yaml"
-        if target.exists() and not force:
-            raise fail(f"{target}: already exists (use --force to overwrite)")
-        text = starter_card(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
+    from cardtune.curate.starter import starter_files
+
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+        raise fail(f"{name!r}: use letters, digits, '.', '_' or '-' for a dataset name", code=2)
+    target = output or Path("data_cards") / f"{name}.yaml"
+    data = target.parent / "data" / f"{name}.jsonl"
+    if target.exists() and not force:
+        raise fail(f"{target}: already exists (use --force to overwrite)")
+    files = starter_files(name, str(target), f"data/{name}.jsonl")
+    data.parent.mkdir(parents=True, exist_ok=True)
+    for path, text in ((target, files["card"]), (data, files["data"])):
+        if path == data and data.exists():
+            continue
+        tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
-    console.print(f"wrote {target}: edit the task source, then `cardtune validate {target}`")
+        tmp.replace(path)
+    console.print(f"wrote {target} (and a sample source {data}): edit it, then `cardtune validate {target}`")
 
 
 @app.command()

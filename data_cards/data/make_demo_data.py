@@ -1,7 +1,8 @@
 """Regenerate the small demo datasets in this folder (deterministic; committed so the demo needs no network).
 
 The rows are synthetic but well-formed, with the column names of the public datasets they imitate
-(SST-2/IMDB-style sentiment, GSM8K-style arithmetic, AG-News-style topics, RTE-style NLI), so a card written
+(SST-2-style sentiment, GSM8K-style arithmetic with separate rationale and answer, AG-News-style topics,
+SNLI-style NLI), so a card written
 against them ports to the real datasets by changing `source:` only.
 
     python data_cards/data/make_demo_data.py
@@ -57,7 +58,7 @@ def arithmetic(rng: random.Random, n: int) -> list[dict[str, object]]:
         else:
             q = f"{who} buys {c} packs of {what} with {b} {what} in each pack. How many {what} is that in total?"
             steps, ans = f"There are {c} packs of {b} {what}, so {c} * {b} = {c * b}.", c * b
-        rows.append({"question": q, "answer": f"{steps}\n#### {ans}"})
+        rows.append({"question": q, "rationale": steps, "answer": str(ans)})
     return rows
 
 
@@ -82,22 +83,30 @@ def topics(rng: random.Random, n: int) -> list[dict[str, object]]:
 
 
 def nli(rng: random.Random, n: int) -> list[dict[str, object]]:
+    # (premise, entailed, neutral, contradicted); labels 0 entailment, 1 neutral, 2 contradiction
     facts = [
-        ("A woman is riding a bicycle down a busy street", "A person is cycling", "Nobody is outside"),
-        ("Two dogs are playing with a ball in the park", "Animals are playing outdoors", "The dogs are asleep indoors"),
-        ("The chef is slicing onions in a small kitchen", "Someone is preparing food", "The kitchen is empty"),
-        ("A group of students is listening to a lecture", "People are in a class", "The students are swimming"),
-        ("An old man is reading a newspaper on a bench", "A man is reading", "The man is running a race"),
-        ("Children are building a snowman in the yard", "It is winter outside", "The children are at the beach"),
-        ("A musician plays the violin on a street corner", "Someone is making music", "The street is silent"),
-        ("The team celebrates after scoring a goal", "A team scored", "The team lost without scoring"),
+        ("A woman is riding a bicycle down a busy street", "A person is cycling", "The woman is late for work",
+         "Nobody is outside"),
+        ("Two dogs are playing with a ball in the park", "Animals are playing outdoors", "The dogs belong to one family",
+         "The dogs are asleep indoors"),
+        ("The chef is slicing onions in a small kitchen", "Someone is preparing food", "The chef is making soup",
+         "The kitchen is empty"),
+        ("A group of students is listening to a lecture", "People are in a class", "The lecture is about history",
+         "The students are swimming"),
+        ("An old man is reading a newspaper on a bench", "A man is reading", "The man is waiting for a bus",
+         "The man is running a race"),
+        ("Children are building a snowman in the yard", "It is cold outside", "The children are siblings",
+         "The children are at the beach"),
+        ("A musician plays the violin on a street corner", "Someone is making music", "The musician is a student",
+         "The street is silent"),
+        ("The team celebrates after scoring a goal", "A team scored", "The team won the championship",
+         "The team lost without scoring"),
     ]
     rows = []
     for i in range(n):
-        premise, entailed, contradicted = rng.choice(facts)
-        label = rng.randint(0, 1)  # RTE: 0 entailment, 1 not_entailment
-        hyp = entailed if label == 0 else contradicted
-        rows.append({"idx": i, "sentence1": premise + ".", "sentence2": hyp + ".", "label": label})
+        premise, *hyps = rng.choice(facts)
+        label = rng.randint(0, 2)
+        rows.append({"idx": i, "sentence1": premise + ".", "sentence2": hyps[label] + ".", "label": label})
     return rows
 
 
@@ -113,7 +122,7 @@ def main() -> None:
         writer = csv.DictWriter(fh, fieldnames=["id", "text", "label"])
         writer.writeheader()
         writer.writerows(topics(rng, 300))
-    (HERE / "rte.json").write_text(json.dumps(nli(rng, 200), indent=1) + "\n", encoding="utf-8")
+    (HERE / "nli.json").write_text(json.dumps(nli(rng, 200), indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
