@@ -4,9 +4,11 @@ Rendered rows (a polars DataFrame) carry:
 
 * ``task`` (str), ``template_id`` (str; ``""`` for passthrough rows), ``source_ref`` (str, stable:
   ``<task>:<row index or id column value>``);
-* the training payload — instruction mode: ``prompt`` and ``completion`` as lists of
-  ``{role, content}`` structs (``messages`` for multi-turn rows, with empty ``prompt``/``completion``);
-  finetune mode: ``prompt`` and ``completion`` as plain strings;
+* the training payload — instruction mode: ``prompt`` (a list of ``{role, content}`` structs: an optional
+  system turn, then every turn before the final assistant turn, so multi-turn and few-shot "turns" rows fit
+  too) and ``completion`` (a list with the one final assistant message); finetune mode: ``prompt`` and
+  ``completion`` as plain strings. One schema for every row, so TRL sees a single conversational
+  prompt-completion dataset;
 * ``answer_choices`` (list[str] or null) for likelihood-ranked evaluation;
 * internal columns used by filters and dropped before writing: ``_prompt_text``, ``_completion_text``
   (flat text of the payload) and ``_fields_text`` (the raw template inputs joined by newlines, for

@@ -138,7 +138,10 @@ def test_one_byte_changes_the_id(tmp_path: Path, target: str) -> None:
     before = build(card, dry_run=True).version_id
     path = tmp_path / target
     data = path.read_bytes()
-    path.write_bytes(data.replace(b"plus", b"PLUS", 1) if b"plus" in data else data.replace(b"great", b"grEat", 1))
+    edits = {"tpl/local.yaml": (b"Quiz time!", b"Quiz time?"), "qa.jsonl": (b"plus", b"pluS"), "sent.csv": (b"great", b"grEat")}
+    old, new = edits[target]
+    assert old in data
+    path.write_bytes(data.replace(old, new, 1))
     assert build(card, dry_run=True).version_id != before
 
 

@@ -1,0 +1,126 @@
+"""A card's template references: which templates each task renders with, and the checks behind ``validate``.
+
+Owns ``card_library`` (the shipped library plus the card's ``templates_dir``), ``task_templates`` (task name
+→ its templates, for the build), and ``template_issues`` (every reference resolves, with the card's own
+``file:line`` and "did you mean"; every declared input is a column of the task's source after renames).
+A reference is an id, a glob (``nli/*``), a bare family name, or a template file path ending in ``.yaml``
+(ours or promptsource's ``templates.yaml``, relative to the card).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cardtune.curate.card import Card
+from cardtune.curate.templating import Template, TemplateLibrary, load_template_file, load_templates, shipped_dir
+from cardtune.curate.yamlsrc import Issue, UserInputError, did_you_mean
+
+
+def is_file_ref(ref: str) -> bool:
+    """``True`` for a template-file reference (``*.yaml``/``*.yml``) rather than an id or glob."""
+    return ref.endswith((".yaml", ".yml"))
+
+
+def card_library(card: Card) -> TemplateLibrary:
+    """The shipped library plus ``templates_dir`` (ids must not collide). Raises ``UserInputError``."""
+    roots = [shipped_dir()]
+    if card.templates_dir is not None:
+        local = card.resolve(card.templates_dir)
+        if not local.is_dir():
+            raise UserInputError([card.issue(("templates_dir",), f"{local}: not a directory")])
+        roots.append(local)
+    return TemplateLibrary(load_templates(roots))
+
+
+def _resolve_task(card: Card, i: int, library: TemplateLibrary, issues: list[Issue]) -> list[Template]:
+    task = card.tasks[i]
+    out: dict[str, Template] = {}
+    for j, ref in enumerate(task.templates):
+        loc = ("tasks", i, "templates", j)
+        if is_file_ref(ref):
+            path: Path = card.resolve(ref)
+            if not path.is_file():
+                issues.append(card.issue(loc, f"template file {ref!r} not found (looked at {path})"))
+                continue
+            try:
+                found = load_template_file(path)
+            except UserInputError as exc:
+                issues.extend(exc.issues)
+                continue
+        else:
+            found = library.match(ref)
+            if not found:
+                issues.append(card.issue(loc, library.unmatched_message(ref)))
+                continue
+        out.update((t.id, t) for t in found)
+    return list(out.values())
+
+
+def template_issues(card: Card) -> tuple[dict[str, list[Template]], list[Issue]]:
+    """(task name → templates, issues): references resolve, sources carry every declared input."""
+    try:
+        library = card_library(card)
+    except UserInputError as exc:
+        return {}, list(exc.issues)
+    issues: list[Issue] = []
+    by_task: dict[str, list[Template]] = {}
+    for i, task in enumerate(card.tasks):
+        by_task[task.name] = _resolve_task(card, i, library, issues)
+    if issues:
+        return by_task, issues
+    for i, task in enumerate(card.tasks):
+        if by_task[task.name]:
+            issues.extend(_input_issues(card, i, by_task[task.name]))
+    return by_task, issues
+
+
+def _input_issues(card: Card, i: int, templates: list[Template]) -> list[Issue]:
+    from cardtune.curate.sources import source_columns
+
+    task = card.tasks[i]
+    try:
+        columns = source_columns(card, task)
+    except UserInputError as exc:
+        return [
+            card.issue(("tasks", i, "source"), str(e) if not e.file else f"{e.file}: {e.message}") for e in exc.issues
+        ]
+    out: list[Issue] = []
+    have = set(columns)
+    for j, ref in enumerate(task.templates):
+        loc = ("tasks", i, "templates", j)
+        for t in templates:
+            if not (t.id == ref or _matches(t, ref)):
+                continue
+            for name in t.inputs:
+                if name not in have:
+                    out.append(
+                        card.issue(
+                            loc,
+                            f"template {t.id!r} needs input {name!r}, but task {task.name!r}'s source has no such "
+                            f"column{did_you_mean(name, columns)} (columns: {', '.join(columns)}); map one with "
+                            f"`columns: {{{name}: <source column>}}`",
+                        )
+                    )
+    return _unique(out)
+
+
+def _matches(t: Template, ref: str) -> bool:
+    import fnmatch
+
+    if is_file_ref(ref):
+        return Path(t.file).name == Path(ref).name
+    pattern = ref if ("/" in ref or any(c in ref for c in "*?[")) else ref + "/*"
+    return fnmatch.fnmatchcase(t.id, pattern)
+
+
+def _unique(issues: list[Issue]) -> list[Issue]:
+    seen: set[str] = set()
+    return [i for i in issues if not (str(i) in seen or seen.add(str(i)))]  # type: ignore[func-returns-value]
+
+
+def task_templates(card: Card) -> dict[str, list[Template]]:
+    """Task name → templates (empty for passthrough tasks). Raises ``UserInputError`` with every issue."""
+    by_task, issues = template_issues(card)
+    if issues:
+        raise UserInputError(issues)
+    return by_task
