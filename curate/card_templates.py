@@ -65,11 +65,9 @@ def template_issues(card: Card) -> tuple[dict[str, list[Template]], list[Issue]]
     issues: list[Issue] = []
     by_task: dict[str, list[Template]] = {}
     for i, task in enumerate(card.tasks):
+        unresolved = len(issues)
         by_task[task.name] = _resolve_task(card, i, library, issues)
-    if issues:
-        return by_task, issues
-    for i, task in enumerate(card.tasks):
-        if by_task[task.name]:
+        if by_task[task.name] and len(issues) == unresolved:  # all of this task's references resolved
             issues.extend(_input_issues(card, i, by_task[task.name]))
     return by_task, issues
 
@@ -87,21 +85,22 @@ def _input_issues(card: Card, i: int, templates: list[Template]) -> list[Issue]:
     out: list[Issue] = []
     have = set(columns)
     for j, ref in enumerate(task.templates):
-        loc = ("tasks", i, "templates", j)
-        for t in templates:
-            if not (t.id == ref or _matches(t, ref)):
-                continue
-            for name in t.inputs:
-                if name not in have:
-                    out.append(
-                        card.issue(
-                            loc,
-                            f"template {t.id!r} needs input {name!r}, but task {task.name!r}'s source has no such "
-                            f"column{did_you_mean(name, columns)} (columns: {', '.join(columns)}); map one with "
-                            f"`columns: {{{name}: <source column>}}`",
-                        )
-                    )
-    return _unique(out)
+        matched = [t for t in templates if t.id == ref or _matches(t, ref)]
+        missing = sorted({name for t in matched for name in t.inputs if name not in have})
+        if not missing:
+            continue
+        needing = [t.id for t in matched if set(t.inputs) - have]
+        who = f"template {needing[0]!r}" if len(needing) == 1 else f"{len(needing)} templates of {ref!r}"
+        hints = "".join(did_you_mean(name, columns) for name in missing[:1])
+        out.append(
+            card.issue(
+                ("tasks", i, "templates", j),
+                f"{who} {'needs' if len(needing) == 1 else 'need'} input(s) {', '.join(map(repr, missing))} that task {task.name!r} does not have"
+                f"{hints} (its source columns: {', '.join(columns)}); map them with "
+                f"`columns: {{{missing[0]}: <source column>}}`",
+            )
+        )
+    return out
 
 
 def _matches(t: Template, ref: str) -> bool:
@@ -111,11 +110,6 @@ def _matches(t: Template, ref: str) -> bool:
         return Path(t.file).name == Path(ref).name
     pattern = ref if ("/" in ref or any(c in ref for c in "*?[")) else ref + "/*"
     return fnmatch.fnmatchcase(t.id, pattern)
-
-
-def _unique(issues: list[Issue]) -> list[Issue]:
-    seen: set[str] = set()
-    return [i for i in issues if not (str(i) in seen or seen.add(str(i)))]  # type: ignore[func-returns-value]
 
 
 def task_templates(card: Card) -> dict[str, list[Template]]:

@@ -46,7 +46,7 @@ def test_missing_source_column_is_caught_before_rendering(tmp_path: Path) -> Non
     path = make_card(tmp_path, "[nli/does-it-follow]")
     issues = [str(i) for i in check_templates(load_card(path))]
     assert len(issues) == 1
-    assert f"{path}:5: tasks[0].templates[0]: template 'nli/does-it-follow' needs input 'premise'" in issues[0]
+    assert f"{path}:5: tasks[0].templates[0]: template 'nli/does-it-follow' needs input(s) 'premise'" in issues[0]
     assert "columns: {premise: <source column>}" in issues[0]
 
 
