@@ -147,14 +147,21 @@ def stable_keys(seed: int, salt: str, refs: Sequence[str]) -> np.ndarray:
     return np.fromiter((h(prefix + r.encode()) for r in refs), dtype=np.uint64, count=len(refs))
 
 
+REPEAT = "_repeat"  # which copy of an upsampled row (0 for the first); used only for the shuffle key
+
+
 def sample_task(pool: pl.DataFrame, plan: TaskPlan, seed: int) -> pl.DataFrame:
-    """Take ``plan.target`` rows from one task's pool: whole repeats plus a stable hash-ordered remainder."""
+    """Take ``plan.target`` rows from one task's pool: whole repeats plus a stable hash-ordered remainder.
+
+    The result carries a ``_repeat`` column (the copy number) that ``apply_mixture`` uses and drops.
+    """
     if plan.target == 0:
-        return pool.head(0)
+        return pool.head(0).with_columns(pl.lit(0, dtype=pl.Int32).alias(REPEAT))
     keys = stable_keys(seed, f"mix:{plan.task}", pool.get_column(SOURCE_REF).to_list())
     ordered = pool[np.argsort(keys, kind="stable")]
     repeats, remainder = divmod(plan.target, pool.height)
-    parts = [ordered] * repeats + [ordered.head(remainder)]
+    parts = [ordered.with_columns(pl.lit(r, dtype=pl.Int32).alias(REPEAT)) for r in range(repeats)]
+    parts.append(ordered.head(remainder).with_columns(pl.lit(repeats, dtype=pl.Int32).alias(REPEAT)))
     return pl.concat(parts) if len(parts) > 1 else parts[0]
 
 
@@ -164,8 +171,8 @@ def apply_mixture(pools: Mapping[str, pl.DataFrame], plans: Sequence[TaskPlan], 
     if not sampled:
         raise UserInputError("mixture: the plan selects no training examples")
     mixed = pl.concat(sampled, how="vertical")
-    # repeat index keeps upsampled copies apart in the shuffle key
-    rep = pl.int_range(0, pl.len()).over(SOURCE_REF).cast(pl.String)
-    tags = mixed.select((pl.col(TASK) + "\x1f" + pl.col(SOURCE_REF) + "\x1f" + rep).alias("k")).get_column("k")
+    tags = mixed.select(
+        (pl.col(TASK) + "\x1f" + pl.col(SOURCE_REF) + "\x1f" + pl.col(REPEAT).cast(pl.String)).alias("k")
+    ).get_column("k")
     order = np.argsort(stable_keys(seed, "shuffle", tags.to_list()), kind="stable")
-    return mixed[order]
+    return mixed.drop(REPEAT)[order]

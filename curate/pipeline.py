@@ -9,6 +9,7 @@ land in both train and eval. Every step is visible here; there is no control flo
 from __future__ import annotations
 
 import datetime as _dt
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,12 +73,14 @@ def build(
     """Build (or reuse) the version a card describes. ``dry_run`` computes the plan and writes nothing."""
     if not isinstance(card, Card):
         card = load_card(card)
+    started = time.perf_counter()
     resolved = resolve(card)
     final = resolved.version_dir
     if store.is_complete(final) and not force and not dry_run:
         return BuildResult(resolved.version_id, final, True, store.read_manifest(final))
 
     with Steps(show=progress) as steps:
+        steps.timings["resolve + fingerprint"] = round(time.perf_counter() - started, 4)
         rendered, counts_source = _load_and_render(resolved, steps)
         kept, rejects, reports, dropped = _filter(card, resolved, rendered, steps)
         with steps.step("split + mix", total=len(card.tasks)):

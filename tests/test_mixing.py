@@ -105,6 +105,7 @@ def test_upsampling_whole_repeats_plus_remainder() -> None:
     sampled = sample_task(pool("t0", 10), plan, seed=1)
     counts = sampled.group_by("source_ref").len()["len"].sort().to_list()
     assert counts == [2] * 5 + [3] * 5
+    assert sampled["_repeat"].value_counts().sort("_repeat")["count"].to_list() == [10, 10, 5]
 
 
 def test_upsampling_can_be_forbidden() -> None:
