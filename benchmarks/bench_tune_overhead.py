@@ -1,0 +1,169 @@
+"""Overhead of ``cardtune tune`` over a plain TRL script: same model, same data, same steps, one process.
+
+Both paths load the same saved copy of the embedded tiny model from disk, read the same dataset version, and
+train with the same ``SFTConfig`` values for the same number of steps at the same seed, then save the model.
+cardtune additionally runs its pre-flight checks (parity, lengths), draws its progress bar off, and writes
+``run.json``/logs and the atomic run directory. Rounds alternate (after one warm-up of each) and the median
+and fastest wall times of each path are compared (the fastest is the least disturbed by other load on a shared
+machine); the per-step losses must be identical.
+
+    .venv/bin/python benchmarks/bench_tune_overhead.py [--steps 60] [--rounds 3] [--method lora]
+
+Target (DESIGN.md §11): ratio <= 1.05.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+
+
+def write_version(root: Path, rows: int) -> Path:
+    """A dataset version in the store's format (instruction mode), manifest written last."""
+    r = random.Random(0)
+    words = ["red", "blue", "green", "cat", "dog", "sun", "tree", "book", "city", "river", "the", "of"]
+    data = []
+    for i in range(rows):
+        text = " ".join(r.choice(words) for _ in range(r.randint(8, 40)))
+        answer = " ".join(r.choice(words) for _ in range(r.randint(1, 12)))
+        data.append(
+            {
+                "task": "t",
+                "template_id": "t/0",
+                "source_ref": f"t:{i}",
+                "answer_choices": None,
+                "prompt": [{"role": "user", "content": f"Summarize: {text}"}],
+                "completion": [{"role": "assistant", "content": answer}],
+            }
+        )
+    msg = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
+    schema = {
+        "task": pl.String,
+        "template_id": pl.String,
+        "source_ref": pl.String,
+        "answer_choices": pl.List(pl.String),
+        "prompt": msg,
+        "completion": msg,
+    }
+    vdir = root / "bench" / ("b" * 64)
+    vdir.mkdir(parents=True)
+    pl.DataFrame(data, schema=schema).write_parquet(vdir / "train.parquet")
+    for split in ("eval", "heldout"):
+        pl.DataFrame(schema=schema).write_parquet(vdir / f"{split}.parquet")
+    pl.DataFrame(schema={"task": pl.String}).write_parquet(vdir / "rejects.parquet")
+    manifest = {"version_id": vdir.name, "mode": "instruction", "tasks": [{"name": "t", "held_out": False}]}
+    (vdir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return vdir
+
+
+def plain_trl(model_dir: Path, version: Path, out: Path, sft: dict[str, Any], method: str) -> list[float]:
+    """What a user would write by hand with TRL."""
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+    from peft import LoraConfig, PromptTuningConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    # In memory, as cardtune reads versions: `Dataset.from_parquet` would let later rounds reuse datasets'
+    # on-disk map cache and skip tokenization, which measures the cache, not the trainer.
+    train = Dataset(pq.read_table(version / "train.parquet")).select_columns(["prompt", "completion"])
+    peft = {
+        "full": None,
+        "lora": LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear"),
+        "prompt_tuning": PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=20),
+    }[method]
+    args = SFTConfig(output_dir=str(out), **sft)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer, peft_config=peft)
+    trainer.remove_callback(PrinterCallback)  # cardtune prints nothing per step either (progress=False)
+    trainer.train()
+    trainer.save_model(str(out / "model"))
+    return [e["loss"] for e in trainer.state.log_history if "loss" in e]
+
+
+def with_cardtune(card: Path, version: Path, out: Path) -> list[float]:
+    from cardtune.train.run import tune
+
+    result = tune(card, output=out, version_dir=version, progress=False)
+    logs = (result.run_dir / "log_history.jsonl").read_text(encoding="utf-8").splitlines()
+    return [e["loss"] for e in map(json.loads, logs) if "loss" in e]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=480)
+    parser.add_argument("--method", choices=["full", "lora", "prompt_tuning"], default="lora")
+    ns = parser.parse_args()
+
+    from cardtune.train import config as cfg
+    from cardtune.train.models import default_model, default_tokenizer
+    from cardtune.train.progress import quiet_libraries
+
+    root = Path(tempfile.mkdtemp(prefix="bench-tune-"))
+    model_dir = root / "model"
+    tok = default_tokenizer()
+    default_model(tok, seed=0).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    version = write_version(root / "datasets", ns.rows)
+    user_sft = {"max_steps": ns.steps, "per_device_train_batch_size": 8, "logging_steps": 1}
+    card = root / "card.yaml"
+    card.write_text(
+        yaml.safe_dump(
+            {
+                "name": "bench",
+                "tasks": [{"name": "t", "source": {"path": "unused.jsonl"}}],
+                "train": {"model": str(model_dir), "method": ns.method, "sft": user_sft},
+            }
+        ),
+        encoding="utf-8",
+    )
+    from cardtune.curate.card import load_card
+
+    # The plain script gets exactly the SFTConfig values cardtune resolves (same lr, precision, seed, ...).
+    sft = cfg.sft_kwargs(load_card(card), on_gpu=False)
+
+    times: dict[str, list[float]] = {"cardtune": [], "trl": []}
+    losses: dict[str, list[float]] = {}
+    with quiet_libraries():
+        for i in range(ns.rounds + 1):  # round 0 warms up imports and caches
+            for name in ("trl", "cardtune") if i % 2 else ("cardtune", "trl"):
+                out = root / f"{name}-{i}"
+                start = time.perf_counter()
+                if name == "trl":
+                    got = plain_trl(model_dir, version, out, sft, ns.method)
+                else:
+                    got = with_cardtune(card, version, out)
+                elapsed = time.perf_counter() - start
+                if i:
+                    times[name].append(elapsed)
+                losses.setdefault(name, got)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items()}
+    ratio = best["cardtune"] / best["trl"]
+    same = losses["cardtune"] == losses["trl"]
+    print(f"method={ns.method} steps={ns.steps} rows={ns.rows} rounds={ns.rounds}")
+    for name, label in (("trl", "plain TRL"), ("cardtune", "cardtune ")):
+        runs = ", ".join(f"{t:.2f}" for t in times[name])
+        print(f"{label}: fastest {best[name]:.2f}s  median {med[name]:.2f}s  [{runs}]")
+    print(
+        f"wall-time ratio cardtune/TRL = {ratio:.3f} fastest, {med['cardtune'] / med['trl']:.3f} median  (target <= 1.05)"
+    )
+    print(f"identical per-step loss at the same seed: {same}  (final {losses['cardtune'][-1]:.4f})")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

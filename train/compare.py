@@ -1,0 +1,85 @@
+"""``cardtune compare RUN...``: runs side by side, per task and aggregated, with what each run cost.
+
+One column per run; a row per task (its main metric: multiple-choice accuracy where the task has answer choices,
+else exact match and ROUGE-L), the seen / held-out macro averages, then method, trainable parameters, tokens
+trained and wall time, so a user sees on their own data what instruction tuning and fine-tuning each buy. Reads
+``run.json`` and ``eval.json``; a run without ``eval.json`` is an error that says to run ``cardtune eval``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cardtune.curate.yamlsrc import UserInputError
+from cardtune.train import adapters
+
+
+def collect(run_dirs: list[str | Path]) -> list[dict[str, Any]]:
+    """``{"dir", "info", "eval"}`` for each run; errors name the run that is missing or not evaluated."""
+    out = []
+    for given in run_dirs:
+        run = Path(given)
+        info = adapters.read_run(run)
+        path = run / "eval.json"
+        if not path.is_file():
+            raise UserInputError(f"{run}: not evaluated yet; run `cardtune eval {run}` first")
+        out.append({"dir": run, "info": info, "eval": json.loads(path.read_text(encoding="utf-8"))})
+    return out
+
+
+def _main_metric(m: dict[str, Any]) -> str:
+    if "accuracy" in m:
+        return f"acc {m['accuracy']:.3f}"
+    if "exact_match" in m:
+        return f"EM {m['exact_match']:.3f} · RL {m.get('rougeL', 0.0):.3f}"
+    return "-"
+
+
+def _count(n: Any) -> str:
+    if not isinstance(n, (int, float)):
+        return "-"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(int(n))
+
+
+def rows(runs: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """The table body as (label, cells per run)."""
+    tasks: dict[str, bool] = {}
+    for r in runs:
+        for name, m in r["eval"]["tasks"].items():
+            tasks.setdefault(name, bool(m["held_out"]))
+    body: list[tuple[str, list[str]]] = []
+    for name, held in sorted(tasks.items(), key=lambda kv: (kv[1], kv[0])):
+        label = f"{name} ({'held-out' if held else 'seen'})"
+        body.append((label, [_main_metric(r["eval"]["tasks"].get(name, {})) for r in runs]))
+    for kind in ("seen", "held_out"):
+        if any(r["eval"]["aggregate"].get(kind, {}).get("tasks") for r in runs):
+            label = f"{kind.replace('_', '-')} (macro)"
+            body.append((label, [_main_metric(r["eval"]["aggregate"].get(kind, {})) for r in runs]))
+    body.append(("method", [f"{r['info']['mode']} · {r['info']['method']}" for r in runs]))
+    body.append(("model", [str(r["info"].get("base_run") or r["info"]["model"]) for r in runs]))
+    body.append(("trainable params", [_count(r["info"]["params"]["trainable"]) for r in runs]))
+    body.append(("tokens trained", [_count(r["info"].get("tokens_trained")) for r in runs]))
+    body.append(("train wall time", [f"{r['info']['timings']['train_s']:.1f}s" for r in runs]))
+    body.append(("dataset version", [r["info"]["dataset"]["version_id"][:8] for r in runs]))
+    return body
+
+
+def table(runs: list[dict[str, Any]]) -> Any:
+    """A rich table comparing the runs."""
+    from rich.table import Table
+
+    legend = "  ".join(f"[{i}] {r['dir']}" for i, r in enumerate(runs, 1))
+    t = Table(title="compare", caption=legend)
+    t.add_column("")
+    for i, _ in enumerate(runs, 1):
+        t.add_column(f"[{i}]", justify="right")
+    body = rows(runs)
+    n_tasks = sum(1 for label, _ in body if label.endswith(("(seen)", "(held-out)")))
+    for i, (label, cells) in enumerate(body):
+        t.add_row(label, *cells, end_section=i in (n_tasks - 1, n_tasks + 1))
+    return t

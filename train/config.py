@@ -1,0 +1,136 @@
+"""``card.train`` + mode + device → ``trl.SFTConfig`` and a PEFT config. The one place training defaults live.
+
+``train.sft`` maps onto ``SFTConfig``: cardtune sets the fields in ``DEFAULTS`` (the allow-list, shown by
+``sft_kwargs``) per mode, method and device; any other real ``SFTConfig`` field passes through unchanged; a name
+that is not a field is an error with "did you mean", and fields the card sets elsewhere (``seed``, ``output_dir``,
+...) are errors that say where to set them. Values are checked by constructing the ``SFTConfig`` before any
+training step.
+
+Device rules: on CPU, fp32 (TRL 1.16 defaults to ``bf16=True`` even there), no activation checkpointing (TRL
+defaults it on; it only saves memory at a ~20% time cost), and no packing or ``padding_free`` (without
+FlashAttention varlen kernels, packed samples would attend to each other). On a GPU: bf16 where supported and
+activation checkpointing, as TRL does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cardtune.curate.card import Card, Train
+from cardtune.curate.sft_fields import RESERVED, SFT_CONFIG_FIELDS
+from cardtune.curate.yamlsrc import Issue, UserInputError, did_you_mean
+
+# The allow-list: what cardtune chooses for you, before `train.sft` overrides.
+COMMON: dict[str, Any] = {
+    "per_device_train_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "max_length": 1024,
+    "completion_only_loss": True,  # both modes train on the completion only
+    "logging_steps": 10,
+    "logging_first_step": True,
+    "save_strategy": "steps",
+    "save_steps": 200,
+    "save_total_limit": 2,
+    "eval_strategy": "no",
+    "report_to": "none",
+    "disable_tqdm": True,  # cardtune draws its own rich progress bar with the loss
+    "dataloader_pin_memory": False,
+}
+BY_MODE: dict[str, dict[str, Any]] = {
+    "instruction": {"num_train_epochs": 1},  # many tasks, one pass (FLAN-style)
+    "finetune": {"num_train_epochs": 3},  # one or a few tasks, a few passes
+}
+BY_METHOD: dict[str, dict[str, Any]] = {
+    "full": {"learning_rate": 2.0e-5},
+    "lora": {"learning_rate": 2.0e-4},
+    "prompt_tuning": {"learning_rate": 3.0e-2},  # soft prompts need a much larger step (PEFT's examples)
+}
+CPU: dict[str, Any] = {
+    "bf16": False,
+    "fp16": False,
+    "activation_checkpointing": False,
+    "packing": False,
+    "padding_free": False,
+}
+
+
+def check_sft_fields(card: Card) -> None:
+    """Unknown or reserved ``train.sft`` names → ``UserInputError`` at their exact lines."""
+    issues: list[Issue] = []
+    for key in card.train.sft:
+        if key in RESERVED:
+            issues.append(card.issue(("train", "sft", key), f"set by cardtune: {RESERVED[key]}"))
+        elif key not in SFT_CONFIG_FIELDS:
+            hint = did_you_mean(key, SFT_CONFIG_FIELDS)
+            issues.append(card.issue(("train", "sft", key), f"unknown SFTConfig field{hint}"))
+    if issues:
+        raise UserInputError(issues)
+
+
+def sft_kwargs(card: Card, *, on_gpu: bool, bf16_ok: bool = True, max_steps: int | None = None) -> dict[str, Any]:
+    """The resolved ``SFTConfig`` keyword arguments (defaults, then ``train.sft``, then the CLI)."""
+    check_sft_fields(card)
+    kwargs: dict[str, Any] = {**COMMON, **BY_MODE[card.mode], **BY_METHOD[card.train.method]}
+    if on_gpu:
+        kwargs.update(bf16=bf16_ok, fp16=False, activation_checkpointing=card.train.method != "prompt_tuning")
+    else:
+        kwargs.update(CPU)
+    kwargs.update(card.train.sft)
+    if "gradient_checkpointing" in card.train.sft and "activation_checkpointing" not in card.train.sft:
+        kwargs["activation_checkpointing"] = kwargs.pop("gradient_checkpointing")  # transformers 5's name
+    kwargs["seed"] = card.train.seed
+    if max_steps is not None:
+        kwargs["max_steps"] = max_steps
+    if not on_gpu:
+        for key in ("packing", "padding_free"):
+            if kwargs.get(key):
+                raise UserInputError(
+                    [
+                        card.issue(
+                            ("train", "sft", key),
+                            "is a GPU option: without FlashAttention varlen kernels packed samples attend to "
+                            "each other; remove it for CPU runs",
+                        )
+                    ]
+                )
+    return kwargs
+
+
+def make_sft_config(card: Card, output_dir: str, kwargs: dict[str, Any]) -> Any:
+    """Construct the ``SFTConfig`` (this validates every passthrough value)."""
+    import warnings
+
+    from trl import SFTConfig
+
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, message=".*gradient_checkpointing.*")
+            return SFTConfig(output_dir=output_dir, run_name=card.name, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UserInputError([card.issue(("train", "sft"), f"invalid SFTConfig: {exc}")]) from None
+
+
+def make_peft_config(train: Train, tokenizer_path: str | None = None) -> Any:
+    """``LoraConfig``, ``PromptTuningConfig`` or ``None`` (full fine-tuning)."""
+    if train.method == "full":
+        return None
+    from peft import LoraConfig, PromptTuningConfig, PromptTuningInit, TaskType
+
+    if train.method == "lora":
+        return LoraConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=train.lora.r,
+            lora_alpha=train.lora.alpha,
+            lora_dropout=train.lora.dropout,
+            target_modules=train.lora.target_modules,
+        )
+    pt = train.prompt_tuning
+    if pt.init_text is None:
+        return PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=pt.num_virtual_tokens)
+    return PromptTuningConfig(
+        task_type=TaskType.CAUSAL_LM,
+        num_virtual_tokens=pt.num_virtual_tokens,
+        prompt_tuning_init=PromptTuningInit.TEXT,
+        prompt_tuning_init_text=pt.init_text,
+        tokenizer_name_or_path=tokenizer_path,
+    )

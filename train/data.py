@@ -1,0 +1,72 @@
+"""A dataset version as training and evaluation rows (``datasets.Dataset``), with the manifest checked first.
+
+Versions are read through ``cardtune.curate.store`` (a missing or incomplete directory is a clear error). Training
+uses only ``prompt`` and ``completion``: conversational message lists in instruction mode (TRL applies the chat
+template and completion-only loss), plain strings in finetune mode. Multi-turn ``messages`` rows become
+prompt = all turns but the last, completion = the last assistant turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cardtune.curate import store
+from cardtune.curate.yamlsrc import UserInputError
+
+
+@dataclass(frozen=True)
+class Version:
+    """A complete version on disk: its directory, manifest and splits."""
+
+    dir: Path
+    manifest: dict[str, Any]
+    splits: Any  # datasets.DatasetDict
+
+    @property
+    def id(self) -> str:
+        return str(self.manifest.get("version_id", self.dir.name))
+
+    @property
+    def mode(self) -> str:
+        return str(self.manifest.get("mode", "instruction"))
+
+    def held_out_tasks(self) -> set[str]:
+        return {str(t["name"]) for t in self.manifest.get("tasks", []) if t.get("held_out")}
+
+
+def open_version(version_dir: str | Path) -> Version:
+    """Read a version (manifest checked); ``UserInputError`` when it is missing or incomplete."""
+    version_dir = Path(version_dir)
+    manifest = store.read_manifest(version_dir)
+    return Version(version_dir, manifest, store.load_version(version_dir))
+
+
+def normalized(dataset: Any, mode: str) -> Any:
+    """All columns, with multi-turn ``messages`` rows turned into prompt/completion."""
+    if "messages" in dataset.column_names and mode == "instruction":
+        dataset = dataset.map(_from_messages)
+    missing = [c for c in ("prompt", "completion") if c not in dataset.column_names]
+    if missing:
+        raise UserInputError(f"dataset rows lack column(s) {missing}; rebuild the version with this cardtune")
+    return dataset
+
+
+def training_rows(dataset: Any, mode: str) -> Any:
+    """Only ``prompt``/``completion`` (what SFTTrainer needs), multi-turn rows normalized."""
+    return normalized(dataset, mode).select_columns(["prompt", "completion"])
+
+
+def _from_messages(row: dict[str, Any]) -> dict[str, Any]:
+    messages = row.get("messages") or []
+    if messages and not row.get("completion"):
+        return {"prompt": messages[:-1], "completion": messages[-1:]}
+    return {"prompt": row["prompt"], "completion": row["completion"]}
+
+
+def is_conversational(dataset: Any) -> bool:
+    """True when ``prompt`` holds message lists (instruction mode)."""
+    if len(dataset) == 0:
+        return False
+    return isinstance(dataset[0]["prompt"], list)

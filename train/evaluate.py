@@ -1,0 +1,243 @@
+"""``cardtune eval RUN``: what a run learned, per task, on seen tasks and on held-out tasks separately.
+
+For every row, greedy generation from the prompt exactly as inference sees it (the chat template with the
+generation prompt in instruction mode, the plain prompt in finetune mode), scored against the reference by
+normalized exact match (SQuAD normalization: lowercase, no punctuation or articles, folded whitespace) and ROUGE-L
+F1 (``rouge_score``, works offline). Rows whose template has ``answer_choices`` are also scored as multiple choice
+the way lm-evaluation-harness does: the log-likelihood of each choice as the completion, argmax vs the gold
+choice (``accuracy``), and the same with log-likelihoods divided by the choice's characters (``accuracy_norm``).
+Per-task metrics are macro-averaged into ``seen`` and ``held_out``. Results go to ``RUN/eval.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cardtune.curate.yamlsrc import UserInputError
+from cardtune.train import adapters, data, models
+from cardtune.train.progress import quiet_libraries
+
+SPLITS = {"eval": ("eval",), "heldout": ("heldout",), "all": ("eval", "heldout")}
+METRICS = ("exact_match", "rougeL", "accuracy", "accuracy_norm")
+
+
+def normalize(text: str) -> str:
+    """SQuAD-style answer normalization."""
+    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def evaluate(
+    run_dir: str | Path, *, split: str = "all", limit: int | None = None, batch_size: int = 16
+) -> dict[str, Any]:
+    """Score a run on its dataset version's ``eval``/``heldout`` rows; write and return ``eval.json``."""
+    with quiet_libraries():
+        return _evaluate(Path(run_dir), split, limit, batch_size)
+
+
+def _evaluate(run_dir: Path, split: str, limit: int | None, batch_size: int) -> dict[str, Any]:
+    import torch
+
+    if split not in SPLITS:
+        raise UserInputError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+    info = adapters.read_run(run_dir)
+    version = data.open_version(info["dataset"]["dir"])
+    held = version.held_out_tasks()
+    card = yaml.safe_load((run_dir / "card.yaml").read_text(encoding="utf-8")) or {}
+    max_new = int((card.get("train") or {}).get("max_new_tokens", 64))
+    loaded = adapters.load_run(run_dir)
+    conversational = info["mode"] == "instruction"
+    torch.manual_seed(int(info.get("seed", 0)))
+
+    rows: list[dict[str, Any]] = []
+    for name in SPLITS[split]:
+        ds = data.normalized(version.splits[name], info["mode"])
+        rows.extend(_limit(ds.to_list(), limit))
+    if not rows:
+        raise UserInputError(f"{version.dir}: no rows in split(s) {', '.join(SPLITS[split])} to evaluate")
+    scorer = _rouge()
+    per_task: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    with torch.inference_mode():
+        outputs = _generate(loaded, rows, conversational, max_new, batch_size)
+        choices = _rank_choices(loaded, rows, conversational, batch_size)
+    samples: list[dict[str, str]] = []
+    for row, out, pick in zip(rows, outputs, choices, strict=True):
+        ref = _text(row["completion"])
+        m = per_task[row["task"]]
+        m["exact_match"].append(float(normalize(out) == normalize(ref)))
+        m["rougeL"].append(float(scorer.score(ref, out)["rougeL"].fmeasure))
+        if pick is not None:
+            m["accuracy"].append(float(pick[0]))
+            m["accuracy_norm"].append(float(pick[1]))
+        if len(samples) < 20:
+            samples.append({"task": row["task"], "reference": ref, "output": out})
+    tasks = {
+        task: {"held_out": task in held, "n": len(m["exact_match"]), **{k: sum(v) / len(v) for k, v in m.items() if v}}
+        for task, m in sorted(per_task.items())
+    }
+    result = {
+        "run": info["run_id"],
+        "split": split,
+        "limit": limit,
+        "tasks": tasks,
+        "aggregate": {
+            "seen": _macro([t for t in tasks.values() if not t["held_out"]]),
+            "held_out": _macro([t for t in tasks.values() if t["held_out"]]),
+        },
+        "samples": samples,
+    }
+    tmp = run_dir / ".eval.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(run_dir / "eval.json")
+    return result
+
+
+def _limit(rows: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
+    """At most ``limit`` rows per task (in file order)."""
+    if limit is None:
+        return rows
+    seen: dict[str, int] = defaultdict(int)
+    out = []
+    for row in rows:
+        if seen[row["task"]] < limit:
+            seen[row["task"]] += 1
+            out.append(row)
+    return out
+
+
+def _macro(tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"tasks": len(tasks)}
+    for k in METRICS:
+        vals = [t[k] for t in tasks if k in t]
+        if vals:
+            out[k] = sum(vals) / len(vals)
+    return out
+
+
+def _rouge() -> Any:
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+
+
+def _text(payload: Any) -> str:
+    return str(payload[-1]["content"] if isinstance(payload, list) else payload).strip()
+
+
+def _prompt_ids(tokenizer: Any, row: dict[str, Any], conversational: bool) -> list[int]:
+    if conversational:
+        return list(tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True)["input_ids"])
+    return list(tokenizer(row["prompt"])["input_ids"])
+
+
+def _generate(
+    loaded: models.Loaded, rows: list[dict[str, Any]], conversational: bool, max_new: int, batch_size: int
+) -> list[str]:
+    import torch
+
+    tok, model = loaded.tokenizer, loaded.model
+    device = next(model.parameters()).device
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    out: list[str] = []
+    for start in range(0, len(rows), batch_size):
+        batch = [_prompt_ids(tok, r, conversational) for r in rows[start : start + batch_size]]
+        width = max(len(b) for b in batch)
+        ids = torch.tensor([[pad] * (width - len(b)) + b for b in batch], device=device)  # left padding
+        mask = torch.tensor([[0] * (width - len(b)) + [1] * len(b) for b in batch], device=device)
+        gen = model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False, pad_token_id=pad
+        )
+        for seq in gen[:, width:]:
+            out.append(tok.decode(seq, skip_special_tokens=True).strip())
+    return out
+
+
+def _choice_ids(
+    tok: Any, row: dict[str, Any], choice: str, conversational: bool, stops: set[int]
+) -> tuple[list[int], list[int]]:
+    """(context ids, continuation ids) for one answer choice, formatted like the row's own completion."""
+    ref = _text(row["completion"])
+    raw = row["completion"][-1]["content"] if conversational else row["completion"]
+    lead = raw[: len(raw) - len(raw.lstrip())] if ref else ""
+    context = _prompt_ids(tok, row, conversational)
+    if conversational:
+        full = tok.apply_chat_template([*row["prompt"], {"role": "assistant", "content": lead + choice}])
+        cont = list(full["input_ids"])[len(context) :]
+        cut = next((i for i, t in enumerate(cont) if t in stops), len(cont))
+        return context, cont[:cut]
+    full_ids = list(tok(row["prompt"] + lead + choice)["input_ids"])
+    return context, full_ids[len(context) :]
+
+
+def _rank_choices(
+    loaded: models.Loaded, rows: list[dict[str, Any]], conversational: bool, batch_size: int
+) -> list[tuple[bool, bool] | None]:
+    """Per row: (argmax log-likelihood is gold, argmax per-char log-likelihood is gold), or None."""
+    import torch
+
+    tok, model = loaded.tokenizer, loaded.model
+    stops = models.stop_token_ids(loaded)
+    pairs: list[tuple[int, int, list[int], list[int], int]] = []  # row, choice, context, continuation, chars
+    golds: dict[int, int] = {}
+    for i, row in enumerate(rows):
+        choices = row.get("answer_choices")
+        ref = _text(row["completion"])
+        if not choices or ref not in choices:
+            continue
+        golds[i] = choices.index(ref)
+        for j, choice in enumerate(choices):
+            ctx, cont = _choice_ids(tok, row, choice, conversational, stops)
+            pairs.append((i, j, ctx, cont, max(1, len(choice))))
+    scores: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    device = next(model.parameters()).device
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        seqs = [c + k for _, _, c, k, _ in chunk]
+        width = max(len(s) for s in seqs)
+        ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=device)  # right padding
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        logits = logits[:, logits.shape[1] - width :]  # prompt tuning prepends virtual tokens
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        for b, (i, _j, ctx, cont, chars) in enumerate(chunk):
+            pos = torch.arange(len(ctx) - 1, len(ctx) + len(cont) - 1, device=device)
+            ll = float(logp[b, pos, torch.tensor(cont, device=device)].sum()) if cont else float("-inf")
+            scores[i].append((ll, ll / chars))
+    out: list[tuple[bool, bool] | None] = []
+    for i in range(len(rows)):
+        if i not in golds:
+            out.append(None)
+            continue
+        raw = [s[0] for s in scores[i]]
+        norm = [s[1] for s in scores[i]]
+        out.append((raw.index(max(raw)) == golds[i], norm.index(max(norm)) == golds[i]))
+    return out
+
+
+def eval_table(result: dict[str, Any]) -> Any:
+    """A rich table of per-task metrics and the seen / held-out aggregates."""
+    from rich.table import Table
+
+    t = Table(title=f"eval {result['run']} ({result['split']})")
+    for col in ("task", "kind", "n", "exact match", "ROUGE-L", "accuracy", "acc (norm)"):
+        t.add_column(col, justify="left" if col in ("task", "kind") else "right")
+
+    def cells(m: dict[str, Any]) -> list[str]:
+        return [f"{m[k]:.3f}" if k in m else "-" for k in METRICS]
+
+    for name, m in result["tasks"].items():
+        t.add_row(name, "held-out" if m["held_out"] else "seen", str(m["n"]), *cells(m))
+    for kind in ("seen", "held_out"):
+        agg = result["aggregate"][kind]
+        if agg.get("tasks"):
+            t.add_row(f"[bold]{kind.replace('_', '-')} (macro)[/]", "", f"{agg['tasks']} tasks", *cells(agg))
+    return t

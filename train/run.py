@@ -1,0 +1,396 @@
+"""``tune(card)``: build or reuse the version, check everything that silently ruins runs, train with TRL, record.
+
+The straight line: card → version (``build``) → model + tokenizer → chat template → parity check → length check →
+``SFTConfig`` + PEFT config → ``SFTTrainer(...)`` (constructed before anything is written, so a config PEFT or TRL
+rejects is a clear error with ``runs/`` untouched) → ``train()`` → save → ``run.json``. No trainer subclass.
+
+Run directory ``<output>/<card>-<version8>-<UTC time>/``: ``model/`` (full weights or the adapter, plus the
+tokenizer), ``base_model/`` (only for the embedded default model under an adapter), ``card.yaml`` (the exact
+card), ``run.json`` (dataset version, library versions, seed, device, metrics, timings, trainable params, tokens),
+``trainer_state.json`` and ``log_history.jsonl``. It is trained in ``<output>/.<name>.partial/`` (checkpoints
+under ``checkpoints/``) and renamed into place at the end, so a run directory without a leading dot is always
+complete; ``--resume`` continues the newest partial run of the same card and version from its last checkpoint.
+Under ``accelerate launch`` every process trains; only the main process writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from cardtune.curate.card import Card, load_card
+from cardtune.curate.yamlsrc import UserInputError
+from cardtune.train import config as cfg
+from cardtune.train import data, lengths, models, parity
+from cardtune.train.progress import quiet_libraries
+
+RUN_JSON = "run.json"
+PARTIAL = ".partial"
+LIBRARIES = ("cardtune", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "tokenizers")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run: its directory and the contents of its ``run.json``."""
+
+    run_dir: Path
+    info: dict[str, Any]
+
+
+def tune(
+    card: Card | str | Path,
+    *,
+    output: str | Path = "runs",
+    resume: bool = False,
+    max_steps: int | None = None,
+    version_dir: str | Path | None = None,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+) -> RunResult:
+    """Train on the card's dataset version and write a run directory. ``UserInputError`` for bad input.
+
+    ``version_dir`` trains on that version instead of building the card's; ``callbacks`` are extra
+    ``transformers.TrainerCallback`` objects (loggers, early stopping).
+    """
+    with quiet_libraries():
+        return _tune(card, Path(output), resume, max_steps, version_dir, progress, callbacks)
+
+
+def _tune(
+    card: Card | str | Path,
+    output: Path,
+    resume: bool,
+    max_steps: int | None,
+    version_dir: str | Path | None,
+    progress: bool,
+    callbacks: Sequence[Any],
+) -> RunResult:
+    t0 = time.perf_counter()
+    card = card if isinstance(card, Card) else load_card(card)
+    cfg.check_sft_fields(card)
+    version = data.open_version(version_dir if version_dir is not None else _build(card))
+    if version.mode != card.mode:
+        raise UserInputError(f"{version.dir}: a {version.mode}-mode version, but the card's mode is {card.mode}")
+    train_rows = data.normalized(version.splits["train"], card.mode)
+    if len(train_rows) == 0:
+        raise UserInputError(f"{version.dir}: the train split has no rows")
+    conversational = card.mode == "instruction"
+    if not conversational and card.train.chat_template is not None:
+        raise UserInputError([card.issue(("train", "chat_template"), "finetune mode uses no chat template")])
+
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    kwargs = cfg.sft_kwargs(card, on_gpu=on_gpu, bf16_ok=on_gpu and torch.cuda.is_bf16_supported(), max_steps=max_steps)
+    loaded = _load_model(card, on_gpu, bool(kwargs.get("trust_remote_code", False)))
+    if conversational:
+        models.apply_chat_template_choice(loaded, card.train.chat_template, card.base_dir)
+    t_load = time.perf_counter()
+
+    stops = models.stop_token_ids(loaded)
+    checked = parity.check_parity(
+        loaded.tokenizer, train_rows.to_list(), conversational=conversational, stop_ids=stops, seed=card.train.seed
+    )
+    train_rows, report = lengths.check_lengths(
+        loaded.tokenizer,
+        train_rows,
+        conversational=conversational,
+        max_length=kwargs.get("max_length"),
+        overlong=card.train.overlong,
+    )
+    train_rows = train_rows.select_columns(["prompt", "completion"])
+    _check_prompt_tuning(card, loaded, kwargs.get("max_length"))
+    say = _printer(progress)
+    say(f"parity: ok on {checked.rows_checked} rows (stop tokens {', '.join(checked.stop_tokens)})")
+    say(report.message())
+    t_checks = time.perf_counter()
+
+    name, partial, checkpoint = _run_dir(output, card, version.id, resume)
+    sft_config = cfg.make_sft_config(card, str(partial / "checkpoints"), kwargs)
+    name = _agree(name)
+    partial = output / f".{name}{PARTIAL}"
+    sft_config.output_dir = str(partial / "checkpoints")
+    main = sft_config.process_index == 0
+
+    base_tmp = _stash_default_base(loaded) if loaded.is_default and card.train.method != "full" else None
+    try:
+        trainer = _make_trainer(card, loaded, sft_config, train_rows, version, progress and main)
+        for callback in callbacks:
+            trainer.add_callback(callback)
+        if main:
+            partial.mkdir(parents=True, exist_ok=True)
+            (partial / "card.yaml").write_text(_card_text(card), encoding="utf-8")
+            if base_tmp is not None and not (partial / "base_model").exists():
+                shutil.move(str(base_tmp), partial / "base_model")
+    finally:
+        if base_tmp is not None and base_tmp.exists():
+            shutil.rmtree(base_tmp, ignore_errors=True)
+
+    t_train = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    t_done = time.perf_counter()
+    trainer.save_model(str(partial / "model"))
+    if not main:
+        trainer.accelerator.wait_for_everyone()
+        return RunResult(output / name, {})
+    info = _run_info(card, version, loaded, trainer, result, report, checked, kwargs, name, checkpoint)
+    info["timings"] = {
+        "load_s": t_load - t0,
+        "checks_s": t_checks - t_load,
+        "setup_s": t_train - t_checks,
+        "train_s": t_done - t_train,
+        "save_s": time.perf_counter() - t_done,
+        "total_s": time.perf_counter() - t0,
+    }
+    _write_logs(partial, trainer)
+    (partial / RUN_JSON).write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
+    shutil.rmtree(partial / "checkpoints", ignore_errors=True)
+    final = output / name
+    partial.rename(final)
+    trainer.accelerator.wait_for_everyone()
+    return RunResult(final, info)
+
+
+def _build(card: Card) -> Path:
+    from cardtune.curate.pipeline import build
+
+    return Path(build(card).version_dir)
+
+
+def _load_model(card: Card, on_gpu: bool, trust_remote_code: bool) -> models.Loaded:
+    if card.train.base is not None:
+        from cardtune.train import adapters
+
+        return adapters.load_base(card)
+    return models.load(
+        card.train.model,
+        seed=card.train.seed,
+        base_dir=card.base_dir,
+        quantization=card.train.quantization,
+        trust_remote_code=trust_remote_code,
+        on_gpu=on_gpu,
+    )
+
+
+def _check_prompt_tuning(card: Card, loaded: models.Loaded, max_length: int | None) -> None:
+    """What PEFT would only find out mid-training: virtual tokens that push sequences past the model's context."""
+    if card.train.method != "prompt_tuning":
+        return
+    import inspect
+
+    if "inputs_embeds" not in inspect.signature(loaded.model.forward).parameters:
+        raise UserInputError(
+            f"train.method: prompt_tuning needs a model whose forward accepts `inputs_embeds`; {loaded.spec!r} does not"
+        )
+    n = card.train.prompt_tuning.num_virtual_tokens
+    ctx = getattr(loaded.model.config.get_text_config(), "max_position_embeddings", None)
+    if ctx is not None and max_length is not None and n + max_length > ctx:
+        raise UserInputError(
+            [
+                card.issue(
+                    ("train", "prompt_tuning", "num_virtual_tokens"),
+                    f"{n} virtual tokens + max_length {max_length} exceed the context of {loaded.spec!r} ({ctx} "
+                    "positions): PEFT prepends the virtual tokens to every sequence; lower one of them",
+                )
+            ]
+        )
+
+
+def _make_trainer(card: Card, loaded: models.Loaded, args: Any, rows: Any, version: data.Version, bar: bool) -> Any:
+    from transformers import PrinterCallback
+    from trl import SFTTrainer
+
+    tok_dir = (
+        _tokenizer_dir(loaded) if card.train.method == "prompt_tuning" and card.train.prompt_tuning.init_text else None
+    )
+    peft_config = cfg.make_peft_config(card.train, tok_dir or loaded.spec)
+    eval_rows = None
+    if args.eval_strategy != "no" and len(version.splits["eval"]):
+        eval_rows = data.training_rows(version.splits["eval"], card.mode)
+    try:
+        trainer = SFTTrainer(
+            model=loaded.model,
+            args=args,
+            train_dataset=rows,
+            eval_dataset=eval_rows,
+            processing_class=loaded.tokenizer,
+            peft_config=peft_config,
+        )
+    except (ValueError, TypeError, RuntimeError, KeyError, AttributeError) as exc:
+        raise UserInputError(
+            f"cannot set up {card.train.method} training of {loaded.spec!r} (TRL/PEFT said: {exc})"
+        ) from None
+    trainer.remove_callback(PrinterCallback)
+    if bar:
+        from cardtune.train.progress import RichProgress
+
+        trainer.add_callback(RichProgress())
+    return trainer
+
+
+def _tokenizer_dir(loaded: models.Loaded) -> str:
+    """PEFT's text init loads the tokenizer by path: give it one for the embedded tokenizer (deterministic)."""
+    if not loaded.is_default:
+        return loaded.spec
+    path = Path(tempfile.gettempdir()) / "cardtune-default-tokenizer"
+    if not (path / "tokenizer.json").is_file():
+        loaded.tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def _stash_default_base(loaded: models.Loaded) -> Path:
+    """Save the embedded base model before PEFT wraps it (outside ``runs/``; moved in once training starts)."""
+    path = Path(tempfile.mkdtemp(prefix="cardtune-base-"))
+    loaded.model.save_pretrained(path)
+    loaded.tokenizer.save_pretrained(path)
+    return path
+
+
+def _run_dir(output: Path, card: Card, version_id: str, resume: bool) -> tuple[str, Path, str | None]:
+    """(run name, partial dir, checkpoint to resume from)."""
+    prefix = f"{card.name}-{version_id[:8]}-"
+    if resume:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        for partial in sorted(output.glob(f".{prefix}*{PARTIAL}"), reverse=True):
+            ckpt_root = partial / "checkpoints"
+            last = get_last_checkpoint(str(ckpt_root)) if ckpt_root.is_dir() else None
+            if last is not None:
+                saved = (partial / "card.yaml").read_text(encoding="utf-8") if (partial / "card.yaml").exists() else ""
+                if saved and saved != _card_text(card):
+                    raise UserInputError(
+                        f"{partial}: the card changed since this run started; resume needs the same card "
+                        "(or start a new run without --resume)"
+                    )
+                return partial.name[1 : -len(PARTIAL)], partial, last
+        raise UserInputError(
+            f"nothing to resume: no interrupted run of {card.name} on version {version_id[:8]} with a checkpoint "
+            f"under {output}/ (runs save checkpoints every `save_steps`)"
+        )
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    name = prefix + stamp
+    n = 1
+    while (output / name).exists() or (output / f".{name}{PARTIAL}").exists():
+        n += 1
+        name = f"{prefix}{stamp}-{n}"
+    return name, output / f".{name}{PARTIAL}", None
+
+
+def _agree(name: str) -> str:
+    """Every process uses the main process's run name (their clocks may differ by a second)."""
+    from accelerate import PartialState
+
+    if PartialState().num_processes <= 1:
+        return name
+    from accelerate.utils import broadcast_object_list
+
+    box = [name]
+    broadcast_object_list(box, from_process=0)
+    return str(box[0])
+
+
+def _card_text(card: Card) -> str:
+    if card.path is not None and card.path.is_file():
+        return card.path.read_text(encoding="utf-8")
+    import yaml
+
+    return str(yaml.safe_dump(card.model_dump(mode="json"), sort_keys=False))
+
+
+def _printer(enabled: bool) -> Any:
+    from cardtune._console import console
+
+    def say(text: str) -> None:
+        if enabled:
+            console.print(text, markup=False)
+
+    return say
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a run depends on."""
+    out = {"python": platform.python_version()}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = version(lib)
+        except PackageNotFoundError:
+            out[lib] = "not installed"
+    return out
+
+
+def _run_info(
+    card: Card,
+    version: data.Version,
+    loaded: models.Loaded,
+    trainer: Any,
+    result: Any,
+    report: lengths.LengthReport,
+    checked: parity.ParityResult,
+    kwargs: dict[str, Any],
+    name: str,
+    checkpoint: str | None,
+) -> dict[str, Any]:
+    import torch
+
+    model = trainer.model
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    logs = [e for e in trainer.state.log_history if "num_tokens" in e]
+    args = trainer.args
+    device = {
+        "type": args.device.type,
+        "name": torch.cuda.get_device_name(0) if args.device.type == "cuda" else platform.processor() or "cpu",
+        "processes": args.world_size,
+    }
+    return {
+        "format": 1,
+        "run_id": name,
+        "card": card.name,
+        "card_path": str(card.path) if card.path else None,
+        "mode": card.mode,
+        "method": card.train.method,
+        "model": loaded.spec,
+        "model_source": _model_source(card),
+        "stop_token_ids": sorted(models.stop_token_ids(loaded)),
+        "base_model": "base_model" if loaded.is_default and card.train.method != "full" else None,
+        "base_run": card.train.base,
+        "chat_template": card.train.chat_template,
+        "dataset": {"version_id": version.id, "dir": str(version.dir.resolve())},
+        "tasks": version.manifest.get("tasks", []),
+        "seed": card.train.seed,
+        "device": device,
+        "versions": library_versions(),
+        "sft": {k: v for k, v in kwargs.items() if isinstance(v, (str, int, float, bool, type(None)))},
+        "params": {"trainable": trainable, "total": total},
+        "tokens_trained": int(logs[-1]["num_tokens"]) if logs else None,
+        "length_check": report.to_json(),
+        "parity": {"rows_checked": checked.rows_checked, "stop_tokens": checked.stop_tokens},
+        "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))},
+        "global_step": trainer.state.global_step,
+        "resumed_from": Path(checkpoint).name if checkpoint else None,
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _model_source(card: Card) -> str:
+    """``train.model`` as something loadable from anywhere: an absolute path for local models."""
+    if card.train.base is not None:
+        return str(card.resolve(card.train.base).resolve())
+    local = card.resolve(card.train.model)
+    return str(local.resolve()) if card.train.model != models.DEFAULT_MODEL and local.exists() else card.train.model
+
+
+def _write_logs(partial: Path, trainer: Any) -> None:
+    trainer.state.save_to_json(str(partial / "trainer_state.json"))
+    with open(partial / "log_history.jsonl", "w", encoding="utf-8") as fh:
+        for entry in trainer.state.log_history:
+            fh.write(json.dumps(entry) + "\n")
