@@ -134,3 +134,11 @@ def test_count_strategy_rejects_non_integers_at_load() -> None:
     text = "name: x\nmixture: {strategy: count}\ntasks:\n  - name: a\n    source: {path: a}\n    weight: 2.5\n"
     with pytest.raises(UserInputError, match=r":6: tasks\[0\].weight: with strategy `count`"):
         card_from_located(load_located(text, "c.yaml"), None)
+
+
+def test_total_tokens_converts_to_examples() -> None:
+    spec = Mixture(strategy="fixed", total_tokens=3000, tokenizer="words")
+    plans = plan_mixture(tasks([1.0, 1.0]), {"t0": 500, "t1": 500}, {"t0": 10.0, "t1": 20.0}, spec)
+    # equal rates; mean tokens per example 15 -> 200 examples, split 100 / 100 -> 1000 + 2000 tokens
+    assert [p.target for p in plans] == [100, 100]
+    assert sum(p.estimated_tokens for p in plans) == 3000
