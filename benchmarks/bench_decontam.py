@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     vocab = np.array([f"w{i}" for i in range(20_000)] + ["Café", "naïve", "ＡＢＣ"])
 
     def doc(k: int) -> list[str]:
-        return vocab[(rng.zipf(1.3, size=k) - 1) % len(vocab)].tolist()
+        return [str(w) for w in vocab[(rng.zipf(1.3, size=k) - 1) % len(vocab)]]
 
     items = [" ".join(doc(int(rng.integers(20, 80)))) for _ in range(max(50, n // 20))]
     prompts = [" ".join(doc(int(rng.integers(30, 120)))) for _ in range(n)]

@@ -11,12 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cardtune.curate.yamlsrc import (
     Issue,
     LocatedYaml,
     UserInputError,
+    did_you_mean,
     load_located,
     read_user_file,
     validate_model,
@@ -225,7 +226,9 @@ class Decontaminate(_Section):
     ngram: int = Field(13, ge=3, description="Words per n-gram. Default: 13.")
     mode: Literal["drop", "report"] = Field("drop", description="Drop matching rows or only report. Default: `drop`.")
     benchmarks: list[Benchmark] = Field(default_factory=list, description="Benchmarks to check. Default: none.")
-    canaries: list[str] = Field(default_factory=list, description="Rows containing any of these strings are dropped.")
+    canaries: list[str] = Field(
+        default_factory=list, description="Rows containing any of these strings are flagged (dropped in mode `drop`)."
+    )
 
 
 class Filters(_Section):
@@ -294,23 +297,6 @@ class Train(_Section):
         description="TRL `SFTConfig` fields (learning_rate, num_train_epochs, max_length, ...); unknown names "
         "are errors. Default: cardtune's per-mode defaults.",
     )
-
-    @field_validator("sft")
-    @classmethod
-    def _sft_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
-        # Torch-free, so `cardtune validate` catches these; train/config.py re-checks with exact lines.
-        from cardtune.curate.sft_fields import RESERVED, SFT_CONFIG_FIELDS
-        from cardtune.curate.yamlsrc import did_you_mean
-
-        problems = []
-        for key in value:
-            if key in RESERVED:
-                problems.append(f"`{key}` is set by cardtune: {RESERVED[key]}")
-            elif key not in SFT_CONFIG_FIELDS:
-                problems.append(f"unknown SFTConfig field {key!r}{did_you_mean(key, SFT_CONFIG_FIELDS)}")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return value
 
 
 class Card(_Section):
@@ -405,6 +391,7 @@ def card_from_located(located: LocatedYaml, path: Path | None) -> Card:
         issues.extend(located.issue(loc, msg) for loc, msg in cross_checks(card))
     else:
         issues.extend(_partial_cross_checks(located))
+    issues.extend(_sft_issues(located))
     if issues:
         issues.sort(key=lambda i: i.line)
         raise UserInputError(issues)
@@ -412,6 +399,24 @@ def card_from_located(located: LocatedYaml, path: Path | None) -> Card:
     card._path = path.resolve() if path is not None else None
     card._lines = located.lines
     return card
+
+
+def _sft_issues(located: LocatedYaml) -> list[Issue]:
+    """Unknown or reserved ``train.sft`` keys, each at its own line (torch-free; TRL re-checks at tune time)."""
+    from cardtune.curate.sft_fields import RESERVED, SFT_CONFIG_FIELDS
+
+    train = located.data.get("train") if isinstance(located.data, dict) else None
+    sft = train.get("sft") if isinstance(train, dict) else None
+    if not isinstance(sft, dict):
+        return []
+    out: list[Issue] = []
+    for key in sft:
+        loc = ("train", "sft", key)
+        if key in RESERVED:
+            out.append(located.issue(loc, f"`{key}` is set by cardtune: {RESERVED[key]}"))
+        elif key not in SFT_CONFIG_FIELDS:
+            out.append(located.issue(loc, f"unknown SFTConfig field {key!r}{did_you_mean(str(key), SFT_CONFIG_FIELDS)}"))
+    return out
 
 
 def _partial_cross_checks(located: LocatedYaml) -> list[Issue]:

@@ -3,7 +3,8 @@
 Layout and hashing follow DESIGN §12: for each batch of shingles the signature is computed in a
 ``(num_perm × shingles)`` layout with multiply-shift hashing, ``h_a(x) = (a·x mod 2**64) >> 32`` for random odd
 64-bit ``a`` (a 2-universal family; the high 32 bits are read straight from the product), reduced per
-document with ``np.minimum.reduceat``. Batches are bounded by a shingle budget, so memory stays flat.
+document with ``np.minimum.reduceat``. Batches are bounded by a shingle budget and hashed into one reused,
+cache-sized scratch matrix, so memory stays flat and no fresh pages are faulted in per batch.
 Everything is seeded with SplitMix64 constants: signatures are identical on every machine and numpy version.
 """
 
@@ -23,8 +24,8 @@ U32 = npt.NDArray[np.uint32]
 I64 = npt.NDArray[np.int64]
 EMPTY = np.iinfo(np.uint32).max  # signature value of a document without shingles
 
-SHINGLE_BUDGET = 1 << 16  # shingles hashed at once: num_perm × budget × 8 bytes of scratch (64 MiB at 128)
-ROW_BATCH = 16_384  # documents tokenized at once
+SHINGLE_BUDGET = 1 << 13  # shingles hashed at once: num_perm × budget × 8 bytes of scratch (8 MiB at 128, cache-sized)
+ROW_BATCH = 8_192  # documents tokenized at once (small batches: temporaries reuse freed heap, no page faults)
 FP_WEIGHT = 0.3  # weight of false positives when deriving the banding
 
 
@@ -78,6 +79,7 @@ class MinHasher:
         """An ``(len(texts), num_perm)`` uint32 matrix; rows without shingles are all ``EMPTY``."""
         out = np.full((len(texts), self.num_perm), EMPTY, dtype=np.uint32)
         mult = self.multipliers[:, None]
+        scratch = np.empty((self.num_perm, SHINGLE_BUDGET), dtype=np.uint64)  # reused: no page faults per chunk
         for lo in range(0, len(texts), ROW_BATCH):
             grams = textnorm.ngrams(textnorm.words(texts.slice(lo, ROW_BATCH)), self.ngram, short_docs=True)
             for d0, d1 in _doc_chunks(grams.doc_offsets, SHINGLE_BUDGET):
@@ -86,7 +88,9 @@ class MinHasher:
                     continue
                 counts = np.diff(grams.doc_offsets[d0 : d1 + 1])
                 docs = np.flatnonzero(counts)  # reduceat needs non-empty segments
-                prod = np.multiply(mult, grams.hashes[None, s0:s1])
+                if s1 - s0 > scratch.shape[1]:  # one document longer than the budget
+                    scratch = np.empty((self.num_perm, s1 - s0), dtype=np.uint64)
+                prod = np.multiply(mult, grams.hashes[None, s0:s1], out=scratch[:, : s1 - s0])
                 high = prod.view(np.uint32)[:, 1::2]  # little-endian: the odd uint32 is the high half
                 mins = np.minimum.reduceat(high, grams.doc_offsets[d0:d1][docs] - s0, axis=1)
                 out[lo + d0 + docs] = mins.T

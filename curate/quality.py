@@ -3,49 +3,34 @@
 Each dropped row is a reject whose reason names the first rule it broke, in this order: ``empty_completion``,
 ``completion_equals_prompt``, ``too_short_chars``, ``too_long_chars``, ``too_few_tokens``, ``too_many_tokens``,
 ``repetition``; the evidence holds the measured value and the bound. Multi-turn rows (a non-empty ``messages``
-column) are exempt from the two completion rules. Token bounds load the named tokenizer lazily with the
-``tokenizers`` package (a local ``tokenizer.json`` path or a hub id), which a core install may lack.
+column) are exempt from the two completion rules. Token bounds count prompt + completion tokens (no special
+tokens) with :func:`cardtune.curate.tokens.count_tokens` — the named tokenizer (a local ``tokenizer.json`` or
+directory, or a hub id) is loaded lazily and cached by :mod:`tokens`, which a core install may lack.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from cardtune.curate import textnorm
+from cardtune.curate import textnorm, tokens
 from cardtune.curate.card import Quality
 from cardtune.curate.rows import COMPLETION_TEXT, MESSAGES, PROMPT_TEXT, StepResult, make_rejects
-from cardtune.curate.yamlsrc import Issue, UserInputError
+from cardtune.curate.yamlsrc import UserInputError
 
 _LOC = ("filters", "quality", "tokenizer")
 
 
-def load_tokenizer(name: str) -> Any:
-    """A ``tokenizers.Tokenizer`` from a local file/directory or a hub id, with a clear error when unavailable."""
+def token_counts(texts: pl.Series, tokenizer: str) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Tokens per text with the named tokenizer (:func:`tokens.count_tokens`); load errors point at the card key."""
     try:
-        from tokenizers import Tokenizer
-    except ImportError as exc:
-        raise UserInputError(
-            [Issue("", 0, _LOC, "token bounds need the `tokenizers` package: pip install 'cardtune[train]'")]
-        ) from exc
-    path = Path(name)
-    if path.is_dir():
-        path = path / "tokenizer.json"
-    try:
-        if path.is_file():
-            return Tokenizer.from_file(str(path))
-        return Tokenizer.from_pretrained(name)
-    except Exception as exc:  # network, unknown id, malformed file
-        raise UserInputError([Issue("", 0, _LOC, f"cannot load tokenizer '{name}': {exc}")]) from exc
-
-
-def token_counts(tokenizer: Any, texts: list[str]) -> np.ndarray[Any, np.dtype[np.int64]]:
-    """Tokens per text (no special tokens)."""
-    encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
-    return np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(texts))
+        counts: np.ndarray[Any, np.dtype[np.int64]] = tokens.count_tokens(texts, tokenizer)
+    except UserInputError as exc:
+        raise UserInputError([replace(i, loc=i.loc or _LOC) for i in exc.issues]) from None
+    return counts
 
 
 def repetition(texts: pl.Series, n: int) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -80,12 +65,11 @@ def quality_filter(df: pl.DataFrame, spec: Quality) -> StepResult:
     if spec.max_chars is not None:
         rules.append(("too_long_chars", chars > spec.max_chars, chars, spec.max_chars))
     if spec.tokenizer is not None and (spec.min_tokens is not None or spec.max_tokens is not None):
-        tok = load_tokenizer(spec.tokenizer)
-        tokens = token_counts(tok, prompt.to_list()) + token_counts(tok, completion.to_list())
+        n_tokens = token_counts(prompt, spec.tokenizer) + token_counts(completion, spec.tokenizer)
         if spec.min_tokens is not None:
-            rules.append(("too_few_tokens", tokens < spec.min_tokens, tokens, spec.min_tokens))
+            rules.append(("too_few_tokens", n_tokens < spec.min_tokens, n_tokens, spec.min_tokens))
         if spec.max_tokens is not None:
-            rules.append(("too_many_tokens", tokens > spec.max_tokens, tokens, spec.max_tokens))
+            rules.append(("too_many_tokens", n_tokens > spec.max_tokens, n_tokens, spec.max_tokens))
     if spec.max_repetition is not None:
         rep = repetition(completion, spec.repetition_ngram)
         rules.append(("repetition", rep > spec.max_repetition, np.round(rep, 4), spec.max_repetition))

@@ -3,11 +3,13 @@
 * :func:`normalize` — Unicode NFKC, lowercase, whitespace runs folded to one space, stripped. NFKC is the
   identity on ASCII, so it only runs on the rows that hold non-ASCII characters (it is the slow step).
 * :func:`words` — the normalized text split into ``\\w+`` words (Unicode word characters, like Python's
-  ``re.findall(r"\\w+", ...)``), each hashed to a **stable** uint64 (8-byte little-endian chunks folded by multiply-add, then a
-  64-bit finalizer, computed in numpy per word (no Python loop per word, no ``pl.Expr.hash``; the values are the same on every
-  platform and polars version).
-* :func:`ngrams` — word n-gram hashes (order-sensitive, stable), optionally with one shorter shingle for
-  documents with fewer than ``n`` words.
+  ``re.findall(r"\\w+", ...)``). Rows holding non-ASCII characters get NFKC, lowercase and non-word characters
+  turned into spaces in polars; then the whole batch is joined into one byte string, ASCII-lowercased and
+  classified with ``bytes.translate``, and word boundaries are where the class changes. Each word is hashed to a
+  **stable** uint64 (8-byte little-endian chunks folded by multiply-add, then a 64-bit finalizer) in numpy
+  (no Python loop per word, no ``pl.Expr.hash``; the values are the same on every platform and polars version).
+* :func:`ngrams` — word n-gram hashes (order-sensitive), computed from one prefix sum for any ``n``,
+  optionally with one shorter shingle for documents with fewer than ``n`` words.
 
 All functions take a polars ``Series`` of strings (nulls count as empty) and work on the whole batch at once;
 callers bound memory by passing batches.
@@ -50,11 +52,15 @@ def mix64(x: U64) -> U64:
 
 
 _CHUNK_KEYS = splitmix64(0x5EED_CA4D_7A0E, 64)  # one key per 8-byte chunk position of a word
-_NGRAM_KEYS = splitmix64(0x96A3_5EED, 64) | np.uint64(1)  # odd multipliers, one per word position
-_WORD_BYTE = np.zeros(256, dtype=bool)
-for _c in b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_":
-    _WORD_BYTE[_c] = True
-_WORD_BYTE[0x80:] = True  # non-ASCII bytes: punctuation/space among them is replaced before the byte scan
+_NGRAM_BASE = int(splitmix64(0x96A3_5EED, 1)[0]) | 1  # odd: invertible modulo 2**64
+_NGRAM_BASE_INV = pow(_NGRAM_BASE, -1, 1 << 64)
+_ASCII_UPPER = bytes(range(ord("A"), ord("Z") + 1))
+_LOWER_BYTES = bytes.maketrans(_ASCII_UPPER, _ASCII_UPPER.lower())
+# byte -> 1 for word bytes (ASCII letters, digits, underscore; every byte >= 0x80, because the rows holding
+# non-ASCII characters get each non-word character replaced by a space before the byte scan), else 0
+_WORD_CLASS = bytes(
+    1 if (chr(b).isascii() and (chr(b).isalnum() or b == ord("_"))) or b >= 0x80 else 0 for b in range(256)
+)
 
 
 def _non_ascii(s: pl.Series) -> pl.Series:
@@ -96,35 +102,40 @@ class Words:
         )
 
 
-def _arrow_buffers(s: pl.Series) -> tuple[npt.NDArray[np.uint8], I64]:
-    import pyarrow as pa
-
-    arr = s.rechunk().to_arrow()
-    if not pa.types.is_large_string(arr.type):
-        arr = arr.cast(pa.large_string())
-    bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
-    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, dtype=np.uint8)
-    return data, offsets
+def _scan_bytes(s: pl.Series) -> tuple[bytes, I64]:
+    """All texts joined by single spaces, framed by spaces (8 after the last), ASCII-lowercased;
+    and the byte offset of the separator before each text (plus one after the last)."""
+    lengths = s.str.len_bytes().to_numpy().astype(np.int64)
+    seps = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths + 1, out=seps[1:])
+    raw = (" " + str(s.str.join(" ").item()) + " ").encode()
+    raw += b" " * 8  # room for the 8-byte loads at the last word
+    return raw.translate(_LOWER_BYTES), seps
 
 
 def words(texts: pl.Series, *, normalized: bool = False) -> Words:
-    """Split each text into normalized ``\\w+`` words and hash every word (stable uint64)."""
-    s = texts.cast(pl.String).fill_null("") if normalized else normalize(texts)
+    """Split each text into normalized ``\\w+`` words and hash every word (stable uint64).
+
+    Only the rows holding non-ASCII characters go through Unicode normalization (NFKC, lowercase, non-word
+    characters to spaces); ASCII rows are lowercased and split in one byte scan (``bytes.translate``), so the
+    cost is a few passes over the bytes plus one hash per word. ``normalized`` is accepted for compatibility:
+    the word split never depends on whitespace folding.
+    """
+    s = texts.cast(pl.String).fill_null("")
+    if not len(s):
+        empty = np.zeros(0, dtype=np.int64)
+        return Words(np.zeros(8, dtype=np.uint8), empty, empty, np.zeros(0, np.uint64), np.zeros(1, np.int64))
     mask = _non_ascii(s)
-    if mask.any():  # non-ASCII rows: turn every non-word character into a space, so bytes >= 0x80 are word bytes
+    if mask.any():  # non-ASCII rows: NFKC, lowercase, every non-word character to a space
         idx = mask.arg_true()
-        s = s.scatter(idx, s.gather(idx).str.replace_all(r"\W+", " "))
-    # A space around each document: no word runs across two documents, and words alternate start/end.
-    data, offsets = _arrow_buffers(" " + s + " ")
-    base = int(offsets[0])
-    offsets = offsets - base
-    data = data[base : base + int(offsets[-1])]
-    is_word = np.take(_WORD_BYTE, data)
-    edges = np.flatnonzero(is_word[1:] != is_word[:-1]).astype(np.int64) + 1
+        s = s.scatter(idx, s.gather(idx).str.normalize("NFKC").str.to_lowercase().str.replace_all(r"\W+", " "))
+    raw, seps = _scan_bytes(s)
+    data = np.frombuffer(raw, dtype=np.uint8)
+    is_word = np.frombuffer(raw.translate(_WORD_CLASS), dtype=np.int8)
+    edges = np.flatnonzero(is_word[1:] != is_word[:-1]) + 1  # the frame spaces make words alternate start/end
     starts = edges[0::2]
     ends = edges[1::2]
-    doc_offsets = np.searchsorted(starts, offsets).astype(np.int64)
+    doc_offsets = np.searchsorted(starts, seps).astype(np.int64)
     return Words(data=data, starts=starts, ends=ends, hashes=_hash_spans(data, starts, ends), doc_offsets=doc_offsets)
 
 
@@ -132,19 +143,20 @@ _LOW_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [(1 << 64) - 1], 
 
 
 def _hash_spans(data: npt.NDArray[np.uint8], starts: I64, ends: I64) -> U64:
-    """Stable hash of each byte span: 8-byte little-endian chunks folded by multiply-add, then ``mix64``."""
+    """Stable hash of each byte span: 8-byte little-endian chunks folded by multiply-add, then ``mix64``.
+
+    Bytes past a span are masked off, so ``data`` may hold anything there (it is padded when too short).
+    """
     lengths = ends - starts
     if not len(starts):
         return np.zeros(0, dtype=np.uint64)
-    pad = (-len(data)) % 8 + 16
-    words64 = np.concatenate([data, np.zeros(pad, dtype=np.uint8)]).view("<u8").astype(np.uint64, copy=False)
+    if len(data) < int(ends[-1]) + 8:
+        data = np.concatenate([data, np.zeros(8, dtype=np.uint8)])
+    # every byte offset viewed as the start of a little-endian uint64 (overlapping, unaligned): one gather per load
+    at = np.ndarray(shape=(len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))
 
-    def load(offset: I64) -> U64:  # unaligned little-endian 8-byte loads from two aligned ones
-        q = offset >> 3
-        shift = ((offset & 7) * 8).astype(np.uint64)
-        lo = words64[q] >> shift
-        hi = (words64[q + 1] << (np.uint64(63) - shift)) << np.uint64(1)  # shift by 64 - s without overflow
-        out: U64 = lo | hi
+    def load(offset: I64) -> U64:
+        out: U64 = at[offset].astype(np.uint64, copy=False)
         return out
 
     out = load(starts) & _LOW_MASKS[np.minimum(lengths, 8)]
@@ -168,32 +180,46 @@ class NGrams:
     doc_offsets: I64  # n-grams of document d are [doc_offsets[d], doc_offsets[d + 1])
 
 
+_POWER_CACHE: dict[int, U64] = {}
+
+
+def _powers(base: int, count: int) -> U64:
+    """``base**0 .. base**(count-1)`` modulo 2**64 (cached; grown by doubling)."""
+    have = _POWER_CACHE.get(base)
+    if have is None or len(have) < count:
+        size = max(count, 2 * len(have) if have is not None else 1 << 16)
+        ones = np.full(size, base, dtype=np.uint64)
+        ones[0] = 1
+        have = _POWER_CACHE[base] = np.cumprod(ones, dtype=np.uint64)
+    return have[:count]
+
+
 def ngrams(w: Words, n: int, *, short_docs: bool = False) -> NGrams:
     """Order-sensitive hashes of every ``n`` consecutive words inside one document.
 
+    The n-gram starting at word ``i`` hashes ``sum_j h[i+j] * B**j`` (mod 2**64, ``B`` odd), computed for all
+    n-grams at once from one prefix sum of ``h[t] * B**t`` times ``B**-i``: the cost does not grow with ``n``.
     With ``short_docs=True`` a document with ``0 < words < n`` yields one shingle of all its words (the
     MinHash convention); otherwise it yields none (the decontamination convention: no full n-gram, no match).
     """
-    if n > len(_NGRAM_KEYS):
-        raise ValueError(f"n-grams longer than {len(_NGRAM_KEYS)} words are not supported (got {n})")
+    if n < 1:
+        raise ValueError(f"n-grams need n >= 1 (got {n})")
     m = len(w.hashes)
     counts = w.counts
-    doc_of_word = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    doc_end = w.doc_offsets[1:][doc_of_word]
+    doc_end = np.repeat(w.doc_offsets[1:], counts)
     positions = np.arange(m, dtype=np.int64)
-    padded = np.concatenate([w.hashes, np.zeros(n, dtype=np.uint64)])
-    acc = np.zeros(m, dtype=np.uint64)
-    for j in range(n):
-        term = padded[j : j + m] * _NGRAM_KEYS[j]
-        if short_docs:
-            term[positions + j >= doc_end] = 0
-        acc += term
-    valid = positions + n <= doc_end
+    end = positions + n
+    valid = end <= doc_end
     if short_docs:
-        is_first = np.zeros(m, dtype=bool)
-        is_first[w.doc_offsets[:-1][counts > 0]] = True
-        valid |= is_first & (counts[doc_of_word] < n)
+        short = (counts > 0) & (counts < n)
+        first_of_short = w.doc_offsets[:-1][short]
+        valid[first_of_short] = True
+        end[first_of_short] = w.doc_offsets[1:][short]
     keep = np.flatnonzero(valid)
-    hashes = mix64(acc[keep] ^ np.uint64(n))
+    prefix = np.zeros(m + 1, dtype=np.uint64)
+    np.cumsum(w.hashes * _powers(_NGRAM_BASE, m), out=prefix[1:])
+    inverse = _powers(_NGRAM_BASE_INV, m)
+    window = (prefix[end[keep]] - prefix[keep]) * inverse[keep]
+    hashes = mix64(window ^ np.uint64(n))
     doc_offsets = np.searchsorted(keep, w.doc_offsets).astype(np.int64)
     return NGrams(hashes=hashes, first_word=keep.astype(np.int64), doc_offsets=doc_offsets)

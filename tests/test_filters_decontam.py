@@ -1,4 +1,4 @@
-"""Decontamination and quality: planted n-grams are caught, boilerplate never counts, bad input is precise."""
+"""Decontamination: planted n-grams are caught, boilerplate never counts, report mode drops nothing, bad input."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cardtune.curate.card import Benchmark, Decontaminate, Quality
+from cardtune.curate.card import Benchmark, Decontaminate
 from cardtune.curate.decontam import decontaminate
-from cardtune.curate.quality import quality_filter
 from cardtune.curate.yamlsrc import UserInputError
 
 VOCAB = [f"tok{i}" for i in range(50)]
@@ -80,15 +79,55 @@ def test_boilerplate_overlap_never_counts(tmp_path: Path, payload: list[str], st
     assert control.rejects.height == (1 if len(BOILER.split()) - start >= 13 else 0)
 
 
-def test_report_mode_and_canaries(tmp_path: Path) -> None:
+def test_report_mode_drops_nothing(tmp_path: Path) -> None:
     bench_file(tmp_path, [{"id": "x1", "q": ITEM}, {"id": "x2", "q": "too short"}])
     df = rows([ITEM, "clean text", "has CANARY-123 inside"])
     res = decontaminate(df, spec(mode="report", canaries=["CANARY-123"]), tmp_path, {})
-    assert res.kept["source_ref"].to_list() == ["t:0", "t:1"]  # canaries drop in both modes
+    assert res.kept["source_ref"].to_list() == ["t:0", "t:1", "t:2"]  # report mode drops nothing, canaries included
+    assert res.rejects.height == 0
     table = res.report["benchmarks"][0]  # type: ignore[index]
     assert table["items_matched"] == 1 and table["rows_matched"] == 1 and table["rows_dropped"] == 0
     assert table["items_too_short"] == 1
-    assert res.rejects["reason"].to_list() == ["canary"]
+    assert table["examples"][0]["source_ref"] == "t:0"
+    assert res.report["canaries"] == [{"canary": "CANARY-123", "rows": 1, "examples": ["t:2"]}]
+    assert res.report["canary_rows"] == 1 and res.report["rows_flagged"] == 2 and res.report["rows_dropped"] == 0
+
+
+def test_drop_mode_drops_benchmark_hits_and_canaries(tmp_path: Path) -> None:
+    bench_file(tmp_path, [{"id": "x1", "q": ITEM}])
+    df = rows([ITEM, "clean text", "has CANARY-123 inside"], fields=["", "", ""])
+    res = decontaminate(df, spec(canaries=["CANARY-123"]), tmp_path, {})
+    assert res.kept["source_ref"].to_list() == ["t:1"]
+    assert res.rejects["reason"].to_list() == ["benchmark:b", "canary"]
+    assert json.loads(res.rejects["evidence"][1]) == {"canary": "CANARY-123"}
+    assert res.report["rows_dropped"] == 2 and res.report["rows_flagged"] == 2
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_benchmark_files_parquet_and_csv(tmp_path: Path, fmt: str) -> None:
+    items = pl.DataFrame({"id": ["p1", "p2"], "q": ["unrelated words only here", ITEM.upper()]})
+    path = tmp_path / f"bench.{fmt}"
+    items.write_parquet(path) if fmt == "parquet" else items.write_csv(path)
+    bench = Benchmark(name="b", path=path.name, fields=["q"], id_field="id")
+    df = rows(["clean", "x " + " ".join(ITEM.split()[5:18]) + " y"], fields=["", ""])
+    res = decontaminate(df, Decontaminate(benchmarks=[bench]), tmp_path, {})
+    assert res.kept["source_ref"].to_list() == ["t:0"]
+    ev = json.loads(res.rejects["evidence"][0])
+    assert ev["item_id"] == "p2" and ev["where"] == "rendered" and ev["matched_ngrams"] == 1
+    missing = Benchmark(name="b", path=path.name, fields=["question"], id_field="id")
+    with pytest.raises(UserInputError, match="no field 'question'"):
+        decontaminate(df, Decontaminate(benchmarks=[missing]), tmp_path, {})
+
+
+def test_raw_fields_and_rendered_text_in_one_pass(tmp_path: Path) -> None:
+    bench_file(tmp_path, [{"id": "x1", "q": ITEM}, {"id": "x2", "q": BOILER + " extra"}])
+    window = " ".join(ITEM.split()[:13])
+    df = rows(["a", window, "b", "c"], fields=[window, window, "", BOILER])
+    res = decontaminate(df, spec(), tmp_path, {"tpl": BOILER})
+    assert res.kept["source_ref"].to_list() == ["t:2"]
+    where = [json.loads(e)["where"] for e in res.rejects["evidence"]]
+    assert where == ["fields", "rendered", "fields"]  # boilerplate is excluded from rendered text only
+    assert json.loads(res.rejects["evidence"][1])["matched_ngrams"] == 2  # rendered + fields
 
 
 def test_bad_benchmarks(tmp_path: Path) -> None:
@@ -101,16 +140,3 @@ def test_bad_benchmarks(tmp_path: Path) -> None:
     (tmp_path / "bench.jsonl").unlink()
     with pytest.raises(UserInputError, match="not found"):
         decontaminate(rows(["a"]), spec(), tmp_path, {})
-
-
-def test_quality_rules() -> None:
-    df = rows(["p", "same", "p", "p" * 50, "p"], ["", "same", "ok", "ok", "la la la la la la la la"])
-    res = quality_filter(df, Quality(min_chars=2, max_chars=40, max_repetition=0.5))
-    assert res.kept["source_ref"].to_list() == ["t:2"]
-    assert res.rejects["reason"].to_list() == [
-        "empty_completion",
-        "completion_equals_prompt",
-        "too_long_chars",
-        "repetition",
-    ]
-    assert json.loads(res.rejects["evidence"][2]) == {"rule": "too_long_chars", "value": 52, "bound": 40}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -85,7 +86,7 @@ def test_estimates_track_true_jaccard() -> None:
     a = " ".join(words[:300])
     b = " ".join(words[100:400])  # 5-gram Jaccard = 196 / 400 ≈ 0.49
     sig = minhash.MinHasher(num_perm=256).signatures(pl.Series([a, b]))
-    est = minhash.estimated_jaccard(sig, minhash.np.array([0]), minhash.np.array([1]))[0]
+    est = minhash.estimated_jaccard(sig, np.array([0]), np.array([1]))[0]
     assert abs(est - 196 / 400) < 0.1
 
 
