@@ -34,7 +34,9 @@ def load_card(path: str | _Path) -> Card:
     return _load_card(path)
 
 
-def build(card: Card | str | _Path, *, force: bool = False, dry_run: bool = False, progress: bool = False) -> BuildResult:
+def build(
+    card: Card | str | _Path, *, force: bool = False, dry_run: bool = False, progress: bool = False
+) -> BuildResult:
     """Build (or reuse) the dataset version a card describes; see ``cardtune.curate.pipeline.build``."""
     from cardtune.curate.pipeline import build as _build
 

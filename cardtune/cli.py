@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 import cardtune
-from cardtune._console import console, fail, print_issues, user_errors
+from cardtune._console import console, fail, print_issues
 
 app = typer.Typer(
     name="cardtune",

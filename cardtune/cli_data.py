@@ -113,7 +113,9 @@ def diff(
 
 def report(
     version: Annotated[str, typer.Argument(help="Version directory, `<name>/<id>` or an id prefix.")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write (default: in the version).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where to write (default: in the version).")
+    ] = None,
     root: Annotated[Path, typer.Option("--root", help="Output root to search ids in.")] = Path("datasets"),
 ) -> None:
     """Write a self-contained report.html with charts: mixture, lengths, filter funnel, rejects."""

@@ -37,7 +37,7 @@ def main(card_path: Path = CARD) -> int:
 
         run = tune(card, version_dir=result.version_dir)
         console.rule("[bold]4. evaluate (seen vs held-out tasks)")
-        from cardtune.train.evaluate import evaluate, eval_table
+        from cardtune.train.evaluate import eval_table, evaluate
 
         report = evaluate(run.run_dir, split="all", limit=16)
         console.print(eval_table(report))
@@ -47,8 +47,10 @@ def main(card_path: Path = CARD) -> int:
     console.rule("[bold]done")
     console.print(f"dataset version: {result.version_dir}")
     console.print(f"run:             {run.run_dir}")
-    console.print(f"took {time.perf_counter() - start:.0f} s. Next: `cardtune inspect {result.version_dir}`, "
-                  f"`cardtune report {result.version_dir}`, `cardtune eval {run.run_dir}`")
+    console.print(
+        f"took {time.perf_counter() - start:.0f} s. Next: `cardtune inspect {result.version_dir}`, "
+        f"`cardtune report {result.version_dir}`, `cardtune eval {run.run_dir}`"
+    )
     return 0
 
 

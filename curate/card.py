@@ -415,7 +415,9 @@ def _sft_issues(located: LocatedYaml) -> list[Issue]:
         if key in RESERVED:
             out.append(located.issue(loc, f"`{key}` is set by cardtune: {RESERVED[key]}"))
         elif key not in SFT_CONFIG_FIELDS:
-            out.append(located.issue(loc, f"unknown SFTConfig field {key!r}{did_you_mean(str(key), SFT_CONFIG_FIELDS)}"))
+            out.append(
+                located.issue(loc, f"unknown SFTConfig field {key!r}{did_you_mean(str(key), SFT_CONFIG_FIELDS)}")
+            )
     return out
 
 

@@ -47,7 +47,16 @@ def mixture_table(manifest: Mapping[str, Any]) -> Table:
     total = sum(realized.values()) or 1
     total_tokens = sum(tokens.values()) or 1
     table = Table(title="mixture: requested vs realized (train)", title_justify="left")
-    for col in ("task", "requested share", "target", "realized", "realized share", "tokens", "token share", "upsampled"):
+    for col in (
+        "task",
+        "requested share",
+        "target",
+        "realized",
+        "realized share",
+        "tokens",
+        "token share",
+        "upsampled",
+    ):
         table.add_column(col, justify="left" if col == "task" else "right")
     for p in plan:
         n = realized.get(p["task"], 0)
@@ -116,7 +125,9 @@ def length_table(stats: pl.DataFrame) -> Table:
     for col in ("split", "task", "rows", "mean", "median", "p95", "max"):
         table.add_column(col, justify="left" if col in ("split", "task") else "right")
     for r in stats.iter_rows(named=True):
-        table.add_row(r["split"], r[TASK], f"{r['rows']:,}", *(f"{r[c]:,.0f}" for c in ("mean", "median", "p95", "max")))
+        table.add_row(
+            r["split"], r[TASK], f"{r['rows']:,}", *(f"{r[c]:,.0f}" for c in ("mean", "median", "p95", "max"))
+        )
     return table
 
 

@@ -72,8 +72,10 @@ def make_project(tmp_path: Path, mode: str = "instruction") -> Path:
     qa2 = [{"question": f"Name a colour number {i}.", "answer": f"colour {i}"} for i in range(15)]
     (tmp_path / "qa2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in qa2), encoding="utf-8")
     pl.DataFrame(
-        {"review": [f"Review number {i}: {'great' if i % 2 else 'awful'} stuff" for i in range(40)],
-         "label": [i % 2 for i in range(40)]}
+        {
+            "review": [f"Review number {i}: {'great' if i % 2 else 'awful'} stuff" for i in range(40)],
+            "label": [i % 2 for i in range(40)],
+        }
     ).write_csv(tmp_path / "sent.csv")
     card = tmp_path / "card.yaml"
     card.write_text(CARD.format(mode=mode, out=tmp_path / "datasets"), encoding="utf-8")
@@ -81,7 +83,9 @@ def make_project(tmp_path: Path, mode: str = "instruction") -> Path:
 
 
 def files(version_dir: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(version_dir.iterdir()) if p.suffix == ".parquet" or p.name == "README.md"}
+    return {
+        p.name: p.read_bytes() for p in sorted(version_dir.iterdir()) if p.suffix == ".parquet" or p.name == "README.md"
+    }
 
 
 def test_build_is_reproducible_and_cached(tmp_path: Path) -> None:
@@ -138,7 +142,11 @@ def test_one_byte_changes_the_id(tmp_path: Path, target: str) -> None:
     before = build(card, dry_run=True).version_id
     path = tmp_path / target
     data = path.read_bytes()
-    edits = {"tpl/local.yaml": (b"Quiz time!", b"Quiz time?"), "qa.jsonl": (b"plus", b"pluS"), "sent.csv": (b"great", b"grEat")}
+    edits = {
+        "tpl/local.yaml": (b"Quiz time!", b"Quiz time?"),
+        "qa.jsonl": (b"plus", b"pluS"),
+        "sent.csv": (b"great", b"grEat"),
+    }
     old, new = edits[target]
     assert old in data
     path.write_bytes(data.replace(old, new, 1))
@@ -170,10 +178,14 @@ def test_failed_build_leaves_nothing(tmp_path: Path) -> None:
 
 def test_upsampling_forbidden_is_an_error(tmp_path: Path) -> None:
     card = make_project(tmp_path)
-    text = card.read_text(encoding="utf-8").replace(
-        "mixture: {strategy: examples_proportional, cap: 50, total: 120, seed: 7}",
-        "mixture: {strategy: count, upsample: false}",
-    ).replace("weight: 2", "weight: 5000")
+    text = (
+        card.read_text(encoding="utf-8")
+        .replace(
+            "mixture: {strategy: examples_proportional, cap: 50, total: 120, seed: 7}",
+            "mixture: {strategy: count, upsample: false}",
+        )
+        .replace("weight: 2", "weight: 5000")
+    )
     card.write_text(text, encoding="utf-8")
     with pytest.raises(UserInputError, match="upsample"):
         build(card)

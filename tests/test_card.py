@@ -69,7 +69,10 @@ split: {eval_fraction: lots}
     found = errors(write(tmp_path, text))
     joined = "\n".join(found)
     assert len(found) == 5, joined
-    assert f"{tmp_path / 'card.yaml'}:2: mode: 'instrction' is not one of instruction, finetune (did you mean 'instruction'?)" in found
+    assert (
+        f"{tmp_path / 'card.yaml'}:2: mode: 'instrction' is not one of instruction, finetune (did you mean 'instruction'?)"
+        in found
+    )
     assert any(":6: tasks[0].templte: unknown field (did you mean 'templates'?)" in e for e in found)
     assert any(":7: tasks[0].weight:" in e and "greater than 0" in e for e in found)
     assert any(":8: tasks[1].name: duplicate task name 'a'" in e for e in found)
@@ -87,13 +90,20 @@ split: {eval_fraction: lots}
         ("name: x\ntasks:\n  - name: a\n    source: {path: a, hf: b}\n", "give exactly one of `path`"),
         ("name: x\ntasks:\n  - name: a\n    source: {path: a}\n    weight: -1\n", ":5: tasks[0].weight:"),
         ("name: x\ntasks:\n  - name: a\n    source: {path: a}\n    held_out: true\n", "every task is held_out"),
-        ("name: x\ntasks:\n  - name: a\n    source: {path: a}\nmixture: {strategy: count, total: 3}\n", "`count` takes"),
+        (
+            "name: x\ntasks:\n  - name: a\n    source: {path: a}\nmixture: {strategy: count, total: 3}\n",
+            "`count` takes",
+        ),
         ("name: x\ntasks:\n  - name: a\n    source: {path: a}\nmixture: {total_tokens: 3}\n", "needs a `tokenizer`"),
-        ("name: x\ntasks:\n  - name: a\n    source: {path: a}\nfilters: {dedup: {near: {bands: 10, rows: 10}}}\n",
-         "bands*rows = 100 but num_perm is 128"),
+        (
+            "name: x\ntasks:\n  - name: a\n    source: {path: a}\nfilters: {dedup: {near: {bands: 10, rows: 10}}}\n",
+            "bands*rows = 100 but num_perm is 128",
+        ),
         ("name: x\ntasks:\n  - name: a\n    source: !!python/object:os.system {}\n", "unsupported YAML"),
-        ("name: x\ntasks:\n  - name: a\n    source: {path: a}\nmixture: {stratgy: fixed}\n",
-         "mixture.stratgy: unknown field (did you mean 'strategy'?)"),
+        (
+            "name: x\ntasks:\n  - name: a\n    source: {path: a}\nmixture: {stratgy: fixed}\n",
+            "mixture.stratgy: unknown field (did you mean 'strategy'?)",
+        ),
     ],
 )
 def test_bad_cards_give_one_precise_line(tmp_path: Path, text: str, expected: str) -> None:

@@ -132,7 +132,9 @@ def test_hub_dataset_offline_is_a_clear_error(tmp_path: Path) -> None:
         "load_source(Card(name='c', tasks=[task]), task)\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path, check=False
+    )
     assert result.returncode != 0
     assert "hub dataset 'cardtune-test/does-not-exist'" in result.stderr
     assert "needs network access" in result.stderr

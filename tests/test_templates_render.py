@@ -168,7 +168,7 @@ def test_empty_render_is_an_error_with_file_line(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         'family: e\ntemplates:\n  - id: e/x\n    inputs: [x]\n    prompt: "say {{ x }}"\n'
-        '    completion: "{% if x == \'ok\' %}{{ x }}{% endif %}"\n',
+        "    completion: \"{% if x == 'ok' %}{{ x }}{% endif %}\"\n",
     )
     # a template bug: the input is not empty, yet the completion renders empty
     rows = pl.DataFrame({"x": ["ok", "fine"], "source_ref": ["e:0", "e:1"]})
