@@ -105,16 +105,10 @@ def schema(
 
 
 def _register() -> None:
-    """Attach the commands of each area (modules may be absent while an area is being built)."""
-    import importlib
+    """Attach the commands of each area; each module imports its heavy dependencies inside its commands."""
+    from cardtune import cli_data, cli_templates, cli_train
 
-    for name in ("cli_templates", "cli_data", "cli_train"):
-        try:
-            module = importlib.import_module(f"cardtune.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"cardtune.{name}":
-                raise
-            continue
+    for module in (cli_templates, cli_data, cli_train):
         module.register(app)
 
 
