@@ -84,12 +84,14 @@ def build(
         rendered, counts_source = _load_and_render(resolved, steps)
         kept, rejects, reports, dropped = _filter(card, resolved, rendered, steps)
         with steps.step("split + mix", total=len(card.tasks)):
-            heldout, eval_frame, pools = split_eval(kept, card)
+            # Split and mix a light (row index, task, source_ref) frame; gather the heavy rows once per split.
+            light = kept.select(TASK, SOURCE_REF).with_row_index(ROW)
+            heldout_idx, eval_idx, pools = split_eval(light, card)
             tokens_all = _tokens(kept, card.mixture.tokenizer)
             avg_tokens = {t.name: float(tokens_all.get(t.name, (0, 0))[1]) for t in card.tasks}
             plans = plan_mixture(card.tasks, {n: f.height for n, f in pools.items()}, avg_tokens, card.mixture)
-            train = apply_mixture(pools, plans, card.mixture.seed)
-        splits = {"train": train, "eval": eval_frame, "heldout": heldout}
+            train_idx = apply_mixture(pools, plans, card.mixture.seed)[ROW]
+        splits = {"train": kept[train_idx], "eval": kept[eval_idx], "heldout": kept[heldout_idx]}
         manifest = _manifest(resolved, counts_source, rendered, splits, dropped, plans, reports, steps.timings)
         if dry_run:
             return BuildResult(resolved.version_id, final, False, manifest, plans, dry_run=True)
@@ -169,25 +171,31 @@ def _earlier_rows(card: Card, ref: str) -> pl.DataFrame:
     )
 
 
-def split_eval(rows: pl.DataFrame, card: Card) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]]:
-    """Held-out tasks whole; per trained task a seeded eval sample; the rest are the train pools."""
-    by_task = {t.name: rows.filter(pl.col(TASK) == t.name) for t in card.tasks}
-    heldout = pl.concat([by_task[t.name] for t in card.tasks if t.held_out] or [rows.head(0)], how="vertical")
-    evals: list[pl.DataFrame] = []
+ROW = "_row"
+
+
+def split_eval(light: pl.DataFrame, card: Card) -> tuple[pl.Series, pl.Series, dict[str, pl.DataFrame]]:
+    """Held-out tasks whole; per trained task a seeded eval sample; the rest are the train pools.
+
+    ``light`` holds ``_row`` (index into the filtered rows), ``task`` and ``source_ref``. Returns the row
+    indices of heldout and eval (in row order) and each trained task's pool (a ``light`` slice).
+    """
+    held = [t.name for t in card.tasks if t.held_out]
+    heldout_idx = light.filter(pl.col(TASK).is_in(held))[ROW]
+    eval_parts: list[pl.Series] = []
     pools: dict[str, pl.DataFrame] = {}
     for task in card.tasks:
         if task.held_out:
             continue
-        frame = by_task[task.name]
+        frame = light.filter(pl.col(TASK) == task.name)
         k = eval_count(frame.height, card.split.eval_fraction)
-        order = np.argsort(
-            stable_keys(card.split.seed, f"eval:{task.name}", frame[SOURCE_REF].to_list()), kind="stable"
-        )
+        order = np.argsort(stable_keys(card.split.seed, f"eval:{task.name}", frame[SOURCE_REF].to_list()), kind="stable")
         mask = np.zeros(frame.height, dtype=bool)
         mask[order[:k]] = True
-        evals.append(frame.filter(pl.Series(mask)))
+        eval_parts.append(frame.filter(pl.Series(mask))[ROW])
         pools[task.name] = frame.filter(pl.Series(~mask))
-    return heldout, pl.concat(evals or [rows.head(0)], how="vertical"), pools
+    eval_idx = pl.concat(eval_parts) if eval_parts else heldout_idx.head(0)
+    return heldout_idx, eval_idx, pools
 
 
 def eval_count(n: int, fraction: float) -> int:
