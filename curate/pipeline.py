@@ -87,12 +87,19 @@ def build(
             # Split and mix a light (row index, task, source_ref) frame; gather the heavy rows once per split.
             light = kept.select(TASK, SOURCE_REF).with_row_index(ROW)
             heldout_idx, eval_idx, pools = split_eval(light, card)
-            tokens_all = _tokens(kept, card.mixture.tokenizer)
-            avg_tokens = {t.name: float(tokens_all.get(t.name, (0, 0))[1]) for t in card.tasks}
-            plans = plan_mixture(card.tasks, {n: f.height for n, f in pools.items()}, avg_tokens, card.mixture)
+            row_tokens = _row_tokens(kept, card.mixture.tokenizer)  # counted once, gathered for train
+            avg_tokens = {t: mean for t, (_, mean) in _per_task_tokens(light[TASK], row_tokens).items()}
+            sizes = {n: f.height for n, f in pools.items()}
+            plans = plan_mixture(
+                card.tasks, sizes, {t.name: avg_tokens.get(t.name, 0.0) for t in card.tasks}, card.mixture
+            )
             train_idx = apply_mixture(pools, plans, card.mixture.seed)[ROW]
-        splits = {"train": kept[train_idx], "eval": kept[eval_idx], "heldout": kept[heldout_idx]}
-        manifest = _manifest(resolved, counts_source, rendered, splits, dropped, plans, reports, steps.timings)
+            splits = {"train": kept[train_idx], "eval": kept[eval_idx], "heldout": kept[heldout_idx]}
+            train_tokens = _per_task_tokens(splits["train"][TASK], row_tokens[train_idx.to_numpy()])
+        with steps.step("manifest"):
+            manifest = _manifest(
+                resolved, counts_source, rendered, splits, dropped, plans, train_tokens, reports, steps.timings
+            )
         if dry_run:
             return BuildResult(resolved.version_id, final, False, manifest, plans, dry_run=True)
         with steps.step("write", total=4), store.staging_dir(final.parent, resolved.version_id) as tmp:
@@ -189,7 +196,9 @@ def split_eval(light: pl.DataFrame, card: Card) -> tuple[pl.Series, pl.Series, d
             continue
         frame = light.filter(pl.col(TASK) == task.name)
         k = eval_count(frame.height, card.split.eval_fraction)
-        order = np.argsort(stable_keys(card.split.seed, f"eval:{task.name}", frame[SOURCE_REF].to_list()), kind="stable")
+        order = np.argsort(
+            stable_keys(card.split.seed, f"eval:{task.name}", frame[SOURCE_REF].to_list()), kind="stable"
+        )
         mask = np.zeros(frame.height, dtype=bool)
         mask[order[:k]] = True
         eval_parts.append(frame.filter(pl.Series(mask))[ROW])
@@ -205,13 +214,19 @@ def eval_count(n: int, fraction: float) -> int:
     return min(max(1, round(n * fraction)), n - 1)
 
 
-def _tokens(frame: pl.DataFrame, tokenizer: str | None) -> dict[str, tuple[int, float]]:
-    """Per task: (total tokens, mean tokens per row) of prompt + completion."""
+def _row_tokens(frame: pl.DataFrame, tokenizer: str | None) -> np.ndarray:
+    """Tokens of prompt + completion per row (whitespace words without a tokenizer)."""
     if frame.height == 0:
+        return np.zeros(0, dtype=np.int64)
+    return count_tokens(frame[PROMPT_TEXT].fill_null("") + "\n" + frame[COMPLETION_TEXT].fill_null(""), tokenizer)
+
+
+def _per_task_tokens(tasks: pl.Series, counts: np.ndarray) -> dict[str, tuple[int, float]]:
+    """Per task: (total tokens, mean tokens per row)."""
+    if len(tasks) == 0:
         return {}
-    text = frame[PROMPT_TEXT].fill_null("") + "\n" + frame[COMPLETION_TEXT].fill_null("")
-    counts = pl.DataFrame({TASK: frame[TASK], "n": count_tokens(text, tokenizer)})
-    agg = counts.group_by(TASK).agg(pl.col("n").sum().alias("sum"), pl.col("n").mean().alias("mean")).sort(TASK)
+    frame = pl.DataFrame({TASK: tasks, "n": counts})
+    agg = frame.group_by(TASK).agg(pl.col("n").sum().alias("sum"), pl.col("n").mean().alias("mean")).sort(TASK)
     return {r[TASK]: (int(r["sum"]), float(r["mean"])) for r in agg.iter_rows(named=True)}
 
 
@@ -229,12 +244,12 @@ def _manifest(
     splits: dict[str, pl.DataFrame],
     dropped: dict[str, dict[str, int]],
     plans: Sequence[TaskPlan],
+    train_tokens: dict[str, tuple[int, float]],
     reports: dict[str, Any],
     timings: dict[str, float],
 ) -> dict[str, Any]:
     card = resolved.card
     tokenizer = card.mixture.tokenizer
-    train_tokens = _tokens(splits["train"], tokenizer)
     return {
         "format": 1,
         "version_id": resolved.version_id,

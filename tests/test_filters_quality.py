@@ -7,6 +7,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from cardtune.curate.card import Quality
@@ -87,3 +89,18 @@ def test_bad_tokenizer(tmp_path: Path) -> None:
     assert info.value.issues[0].loc == ("filters", "quality", "tokenizer")
     with pytest.raises(ValidationError, match="need a `tokenizer`"):
         Quality(max_tokens=5)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.text(alphabet="ab c\n", max_size=60), min_size=1, max_size=30), st.integers(1, 4))
+def test_repetition_matches_a_set_per_text(texts: list[str], n: int) -> None:
+    from cardtune.curate import textnorm
+    from cardtune.curate.quality import repetition
+
+    series = pl.Series(texts, dtype=pl.String)
+    grams = textnorm.ngrams(textnorm.words(series), n)
+    expected = []
+    for i in range(len(texts)):
+        hs = grams.hashes[grams.doc_offsets[i] : grams.doc_offsets[i + 1]].tolist()
+        expected.append(1 - len(set(hs)) / len(hs) if hs else 0.0)
+    assert repetition(series, n).tolist() == pytest.approx(expected)
