@@ -22,6 +22,7 @@ from cardtune.curate.rows import COMPLETION_TEXT, MESSAGES, PROMPT_TEXT, StepRes
 from cardtune.curate.yamlsrc import UserInputError
 
 _LOC = ("filters", "quality", "tokenizer")
+_BATCH = 32_768
 
 
 def token_counts(texts: pl.Series, tokenizer: str) -> np.ndarray[Any, np.dtype[np.int64]]:
@@ -41,6 +42,8 @@ def repetition(texts: pl.Series, n: int) -> np.ndarray[Any, np.dtype[np.float64]
     slower at 1M texts). Two different n-grams of one text collide in the top 32 hash bits with probability
     ~k²/2³³ for k n-grams — negligible for a length-bounded rule.
     """
+    if len(texts) > _BATCH:  # batches keep the word arrays small (fewer page faults, bounded memory)
+        return np.concatenate([repetition(texts.slice(i, _BATCH), n) for i in range(0, len(texts), _BATCH)])
     grams = textnorm.ngrams(textnorm.words(texts), n)
     counts = np.diff(grams.doc_offsets)
     if len(grams.hashes) == 0:
