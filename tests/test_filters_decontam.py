@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from cardtune.curate.card import Benchmark, Decontaminate
 from cardtune.curate.decontam import decontaminate
+from cardtune.curate.testing import rendered_rows
 from cardtune.curate.yamlsrc import UserInputError
 
 VOCAB = [f"tok{i}" for i in range(50)]
@@ -19,18 +20,7 @@ ITEM = " ".join(f"bench{i}" for i in range(30))
 BOILER = "please answer the following question carefully and show every single step of your reasoning now"
 
 
-def rows(prompts: list[str], completions: list[str] | None = None, fields: list[str] | None = None) -> pl.DataFrame:
-    n = len(prompts)
-    return pl.DataFrame(
-        {
-            "task": "t",
-            "template_id": "tpl",
-            "source_ref": [f"t:{i}" for i in range(n)],
-            "_prompt_text": prompts,
-            "_completion_text": completions or ["ok"] * n,
-            "_fields_text": fields or [""] * n,
-        }
-    )
+rows = rendered_rows
 
 
 def bench_file(tmp: Path, items: list[dict[str, str]]) -> Path:

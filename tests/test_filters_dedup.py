@@ -12,20 +12,9 @@ from pydantic import ValidationError
 from cardtune.curate import minhash, textnorm
 from cardtune.curate.card import ExactDedup, NearDedup
 from cardtune.curate.dedup import exact_dedup, near_dedup
+from cardtune.curate.testing import rendered_rows
 
-
-def frame(prompts: list[str], completions: list[str] | None = None) -> pl.DataFrame:
-    completions = completions if completions is not None else ["c"] * len(prompts)
-    return pl.DataFrame(
-        {
-            "task": "t",
-            "template_id": "tpl",
-            "source_ref": [f"t:{i}" for i in range(len(prompts))],
-            "_prompt_text": prompts,
-            "_completion_text": completions,
-            "_fields_text": "",
-        }
-    )
+frame = rendered_rows
 
 
 texts = st.lists(st.text(alphabet=st.sampled_from(list("ab Ab\t\nçÇ")), max_size=12), max_size=25)

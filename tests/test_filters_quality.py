@@ -13,20 +13,10 @@ from pydantic import ValidationError
 
 from cardtune.curate.card import Quality
 from cardtune.curate.quality import quality_filter
+from cardtune.curate.testing import rendered_rows
 from cardtune.curate.yamlsrc import UserInputError
 
-
-def rows(prompts: list[str], completions: list[str]) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "task": "t",
-            "template_id": "tpl",
-            "source_ref": [f"t:{i}" for i in range(len(prompts))],
-            "_prompt_text": prompts,
-            "_completion_text": completions,
-            "_fields_text": "",
-        }
-    )
+rows = rendered_rows
 
 
 def word_level_tokenizer(directory: Path) -> Path:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from cardtune.curate import textnorm
 from cardtune.curate.card import ExactDedup, NearDedup
 from cardtune.curate.dedup import exact_dedup, near_dedup
+from cardtune.curate.testing import rendered_rows
 
 ALPHABET = list("abcXYZ_09 \t\n.,!-çÇéÉßẞﬁＡ１’\u00a0\u2028")
 texts = st.lists(st.text(alphabet=st.sampled_from(ALPHABET), max_size=30) | st.none(), max_size=20)
@@ -20,17 +21,7 @@ WORDS = ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta"]
 sentences = st.lists(st.sampled_from(WORDS), min_size=0, max_size=14).map(" ".join)
 
 
-def frame(prompts: list[str], completions: list[str]) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "task": "t",
-            "template_id": "tpl",
-            "source_ref": [f"t:{i}" for i in range(len(prompts))],
-            "_prompt_text": prompts,
-            "_completion_text": completions,
-            "_fields_text": "",
-        }
-    )
+frame = rendered_rows
 
 
 def reference_words(text: str | None) -> list[str]:
