@@ -30,7 +30,7 @@ def user_errors() -> Iterator[None]:
         print_issues(exc)
         raise typer.Exit(EXIT_INVALID) from None
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]: nothing half-written was kept")
+        err_console.print("[yellow]interrupted[/]: no dataset version or run directory was left half-written")
         raise typer.Exit(130) from None
 
 

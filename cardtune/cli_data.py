@@ -117,6 +117,7 @@ def report(
         Path | None, typer.Option("--output", "-o", help="Where to write (default: in the version).")
     ] = None,
     root: Annotated[Path, typer.Option("--root", help="Output root to search ids in.")] = Path("datasets"),
+    open_: Annotated[bool, typer.Option("--open", help="Open the report in the default browser.")] = False,
 ) -> None:
     """Write a self-contained report.html with charts: mixture, lengths, filter funnel, rejects."""
     from cardtune.curate.html_report import write_report
@@ -125,6 +126,10 @@ def report(
     with user_errors():
         path = write_report(resolve_version(version, root), output)
     console.print(f"wrote {path}")
+    if open_:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
 
 
 def _short(value: Any, n: int = 60) -> str:
