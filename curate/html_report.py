@@ -28,11 +28,11 @@ from cardtune.curate.html_sections import (
     legend,
     lengths,
     mixture,
-    ordered_filters,
     table,
     tag,
     total,
 )
+from cardtune.curate.report import filter_names
 from cardtune.curate.rows import COMPLETION, MESSAGES, PROMPT, TASK
 from cardtune.curate.svg import Bar, Group, Segment, color, esc, hbars, pct
 
@@ -90,7 +90,7 @@ def render_report(version_dir: Path) -> str:
     ]
     if m.get("filter_reports"):
         lede = "What each filter reported (e.g. decontamination per benchmark)."
-        sections.append(("filter-reports", "Filter reports", lede, _filter_reports(m["filter_reports"])))
+        sections.append(("filter-reports", "Filter reports", lede, _filter_reports(m)))
     sections.append(("samples", "Samples", "The first stored rows of each task.", _samples(version_dir, m, colors)))
     toc = (
         "".join(f'<a href="#{sid}">{title}</a>' for sid, title, _, _ in sections)
@@ -143,7 +143,8 @@ def _rejects(version_dir: Path, colors: Mapping[str, str]) -> str:
     rejects = pl.read_parquet(version_dir / "rejects.parquet")
     if rejects.height == 0:
         return card('<p class="empty">No rows were rejected.</p>')
-    rank = {f: i for i, f in enumerate(ordered_filters(rejects["filter"].unique().to_list()))}
+    # rejects.parquet is written in pipeline order, so first appearance is the filter order
+    rank = {f: i for i, f in enumerate(rejects["filter"].unique(maintain_order=True).to_list())}
     rejects = rejects.with_columns(pl.col("filter").replace_strict(rank, return_dtype=pl.Int64).alias("_rank"))
     rejects = rejects.sort("_rank", "reason", TASK, "source_ref", maintain_order=True)
     agg = rejects.group_by("_rank", "filter", "reason", TASK).len().sort("_rank", "reason", TASK)
@@ -214,10 +215,11 @@ def _cell(value: Any) -> object:
     return value if isinstance(value, int) else clip(value, 240)
 
 
-def _filter_reports(reports: Mapping[str, Any]) -> str:
+def _filter_reports(m: Mapping[str, Any]) -> str:
     """Each filter's own report: scalars as key/value rows, lists of records as tables (e.g. per benchmark)."""
+    reports: Mapping[str, Any] = m["filter_reports"]
     out = []
-    for name in ordered_filters(reports):
+    for name in [f for f in filter_names(m) if f in reports]:
         rep = reports[name]
         if not isinstance(rep, Mapping):
             out.append(card(f"<pre>{esc(clip(json.dumps(rep, indent=2), 4000))}</pre>", esc(name)))

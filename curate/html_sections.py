@@ -15,12 +15,11 @@ import numpy as np
 import polars as pl
 
 from cardtune.curate import store
-from cardtune.curate.report import length_stats
+from cardtune.curate.report import filter_names, length_stats
 from cardtune.curate.rows import COMPLETION, PROMPT, TASK, flat_text
 from cardtune.curate.svg import DROP_COLORS, SPLIT_COLORS, Bar, Group, Segment, esc, hbars, histogram, nice_ticks, pct
 
 # The pipeline's filter order (the manifest is written with sorted keys, so it cannot tell us).
-FILTER_ORDER = ("quality", "exact_dedup", "near_dedup", "decontaminate")
 HIST_BINS = 24
 STAGE = "#667085"
 
@@ -182,16 +181,10 @@ def mixture(m: Mapping[str, Any], colors: Mapping[str, str]) -> str:
     )
 
 
-def ordered_filters(filters: Iterable[str]) -> list[str]:
-    """Filter names in pipeline order (unknown ones after, alphabetically)."""
-    rank = {f: i for i, f in enumerate(FILTER_ORDER)}
-    return sorted(filters, key=lambda f: (rank.get(f, len(rank)), f))
-
-
 def funnel(m: Mapping[str, Any]) -> str:
     """Rows from source through rendering and each filter into the splits: overall, per task, and a table."""
     c = m["counts"]
-    drops = {f: c["filters"][f] for f in ordered_filters(c.get("filters", {}))}
+    drops = {f: c["filters"][f] for f in filter_names(m)}
     fcolor = {f: DROP_COLORS[i % len(DROP_COLORS)] for i, f in enumerate(drops)}
     split_n = {s: total(c["splits"].get(s, {})) for s in store.SPLITS}
     src, rendered = total(c["source"]), total(c["rendered"])

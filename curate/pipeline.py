@@ -268,6 +268,7 @@ def _manifest(
             "source": counts_source,
             "rendered": _per_task(rendered),
             "filters": dropped,
+            "filter_order": list(dropped),  # the manifest's keys are sorted on disk; this keeps pipeline order
             "splits": {name: _per_task(frame) for name, frame in splits.items()},
         },
         "tokens": {"unit": tokenizer or "words", "train": {k: v[0] for k, v in train_tokens.items()}},

@@ -74,10 +74,21 @@ def mixture_table(manifest: Mapping[str, Any]) -> Table:
     return table
 
 
+PIPELINE_ORDER = ("quality", "exact_dedup", "near_dedup", "decontaminate")
+
+
+def filter_names(manifest: Mapping[str, Any]) -> list[str]:
+    """The filters a version ran, in pipeline order (manifests store ``counts.filter_order``)."""
+    counts = manifest["counts"]
+    names = list(counts.get("filters", {}))
+    order = list(counts.get("filter_order") or PIPELINE_ORDER)
+    return sorted(names, key=lambda f: (order.index(f) if f in order else len(order), f))
+
+
 def counts_table(manifest: Mapping[str, Any]) -> Table:
     """The funnel per task: source → rendered → each filter's drops → train/eval/heldout."""
     counts = manifest["counts"]
-    filters = list(counts.get("filters", {}))
+    filters = filter_names(manifest)
     table = Table(title="rows per task through the pipeline", title_justify="left")
     table.add_column("task")
     for col in ("source", "rendered", *[f"−{f}" for f in filters], "train", "eval", "heldout"):

@@ -215,3 +215,15 @@ def test_cli_build_ls_inspect_diff(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert diffed.exit_code == 0 and "mixture.total" in diffed.output
     missing = runner.invoke(app, ["inspect", str(tmp_path / "nope")])
     assert missing.exit_code == 1
+    reported = runner.invoke(app, ["report", str(a)])
+    assert reported.exit_code == 0, reported.output
+    html = (a / "report.html").read_text(encoding="utf-8")
+    assert html.count("<svg") >= 3 and "qa" in html
+
+
+def test_inspect_lists_filters_in_pipeline_order(tmp_path: Path) -> None:
+    from cardtune.curate.report import filter_names
+    from cardtune.curate.store import read_manifest
+
+    result = build(make_project(tmp_path))
+    assert filter_names(read_manifest(result.version_dir)) == ["quality", "exact_dedup"]
