@@ -205,16 +205,33 @@ def inspect_renderable(version_dir: Path, n_samples: int = 2, n_rejects: int = 1
     if stats.height:
         parts.append(length_table(stats))
     parts += [reject_reasons_table(version_dir), rejects_table(version_dir, n_rejects)]
-    for name, rep in manifest.get("filter_reports", {}).items():
-        parts.append(report_table(name, rep))
+    reports = manifest.get("filter_reports", {})
+    parts += [report_table(name, reports[name]) for name in filter_names(manifest) if name in reports]
     if n_samples:
         parts.append(samples(version_dir, n_samples))
     return Group(*parts)
 
 
 def report_table(name: str, report: Mapping[str, Any]) -> RenderableType:
-    """A filter's own report (e.g. decontamination per benchmark): list-of-dict entries become tables."""
+    """A filter's own report: its scalar figures as one key/value table, list-of-record entries as tables."""
     out: list[RenderableType] = []
+    scalars = [(k, v) for k, v in report.items() if not isinstance(v, (list, dict))]
+    scalars += [
+        (f"{k}.{k2}", v2)
+        for k, v in report.items()
+        if isinstance(v, dict)
+        for k2, v2 in v.items()
+        if not isinstance(v2, (list, dict))
+    ]
+    if scalars:
+        table = Table(title=name, title_justify="left", show_header=False)
+        table.add_column("key", style="dim")
+        table.add_column("value", justify="right")
+        for key, value in scalars:
+            table.add_row(
+                str(key), f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+            )
+        out.append(table)
     for key, value in report.items():
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             table = Table(title=f"{name}: {key}", title_justify="left")
@@ -224,8 +241,6 @@ def report_table(name: str, report: Mapping[str, Any]) -> RenderableType:
             for v in value:
                 table.add_row(*(_clip(str(v.get(c, "")), 80) for c in cols))
             out.append(table)
-        elif not isinstance(value, (list, dict)):
-            out.append(Text(f"{name}: {key} = {value}"))
     return Group(*out)
 
 
