@@ -87,7 +87,7 @@ def _format_of(files: tuple[Path, ...], src: Source, where: str) -> str:
 def load_source(card: Card, task: Task) -> pl.DataFrame:
     """All rows of a task's source, renamed per ``columns``, with a ``source_ref`` column, limited per ``limit``."""
     resolved = resolve_source(card, task)
-    frame = _read(resolved, task.source)
+    frame = _read(resolved, task.source, task.source.limit)
     if task.source.limit is not None:
         frame = frame.head(task.source.limit)
     if frame.height == 0:
@@ -171,13 +171,21 @@ def _schema_names(resolved: ResolvedSource, src: Source) -> list[str]:
 # ---------------------------------------------------------------- readers
 
 
-def _read(resolved: ResolvedSource, src: Source) -> pl.DataFrame:
+def _read(resolved: ResolvedSource, src: Source, limit: int | None = None) -> pl.DataFrame:
+    """Read a source; with ``limit``, stop after the files (and, where the format allows, rows) it needs."""
     kind = resolved.kind
     if kind == "hf":
         return _read_hub(src)
     if kind == "hf_disk":
         return _read_hf_disk(resolved.files[0], src)
-    frames = [_read_file(path, kind) for path in resolved.files]
+    frames: list[pl.DataFrame] = []
+    remaining = limit
+    for path in resolved.files:
+        frames.append(_read_file(path, kind, remaining))
+        if remaining is not None:
+            remaining -= frames[-1].height
+            if remaining <= 0:
+                break
     if len(frames) == 1:
         return frames[0]
     try:
@@ -186,17 +194,19 @@ def _read(resolved: ResolvedSource, src: Source) -> pl.DataFrame:
         raise UserInputError(f"{resolved.label}: files do not share a schema: {exc}") from None
 
 
-def _read_file(path: Path, kind: str) -> pl.DataFrame:
+def _read_file(path: Path, kind: str, limit: int | None = None) -> pl.DataFrame:
+    """One file; Parquet is scanned lazily and CSV/TSV read only as far as ``limit`` needs."""
     if kind == "parquet":
         try:
-            return pl.read_parquet(path)
+            lazy = pl.scan_parquet(path)
+            return (lazy.head(limit) if limit is not None else lazy).collect()
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise UserInputError(f"{path}: not a readable Parquet file: {_first_line(exc)}") from None
     if kind == "jsonl":
         return _read_jsonl(path)
     if kind == "json":
         return _read_json_array(path)
-    return _read_csv(path, "\t" if kind == "tsv" else ",")
+    return _read_csv(path, "\t" if kind == "tsv" else ",", n_rows=limit)
 
 
 def _read_jsonl(path: Path) -> pl.DataFrame:

@@ -156,3 +156,14 @@ def test_pinned_hub_revision_is_the_fingerprint(tmp_path: Path) -> None:
     sha = "a" * 40
     card, task = card_for(tmp_path, hf="org/ds", revision=sha)
     assert source_fingerprint(card, task).endswith("@" + sha)
+
+
+def test_limit_reads_only_the_files_it_needs(tmp_path: Path) -> None:
+    (tmp_path / "shards").mkdir()
+    pl.DataFrame(ROWS[:3]).write_parquet(tmp_path / "shards" / "a.parquet")
+    (tmp_path / "shards" / "b.parquet").write_bytes(b"not parquet")  # never opened: the limit is met by a.parquet
+    card, task = card_for(tmp_path, path="shards/*.parquet", limit=2)
+    assert load_source(card, task)["id"].to_list() == ["r0", "r1"]
+    card, task = card_for(tmp_path, path="shards/*.parquet")
+    with pytest.raises(UserInputError, match=r"b\.parquet: not a readable Parquet file"):
+        load_source(card, task)
