@@ -294,8 +294,9 @@ def _read_hf_disk(path: Path, src: Source) -> pl.DataFrame:
 def _read_hub(src: Source) -> pl.DataFrame:
     assert src.hf is not None
     datasets = _import_datasets(src.hf)
+    revision = resolve_hub_revision(src)  # the same commit the version id was computed from
     try:
-        loaded = datasets.load_dataset(src.hf, src.config, split=src.split, revision=src.revision)
+        loaded = datasets.load_dataset(src.hf, src.config, split=src.split, revision=revision)
     except Exception as exc:  # datasets raises many types for offline / missing datasets
         raise UserInputError(
             f"hub dataset {src.hf!r}"
