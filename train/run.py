@@ -241,7 +241,11 @@ def _tokenizer_dir(loaded: models.Loaded) -> str:
     """PEFT's text init loads the tokenizer by path: give it one for the embedded tokenizer (deterministic)."""
     if not loaded.is_default:
         return loaded.spec
-    path = Path(tempfile.gettempdir()) / "cardtune-default-tokenizer"
+    import hashlib
+
+    # keyed on the tokenizer's content, never on a fixed path: a changed tokenizer gets a new folder
+    digest = hashlib.sha256(loaded.tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"cardtune-tokenizer-{digest}"
     if not (path / "tokenizer.json").is_file():
         loaded.tokenizer.save_pretrained(path)
     return str(path)
