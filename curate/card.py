@@ -17,7 +17,6 @@ from cardtune.curate.yamlsrc import (
     Issue,
     LocatedYaml,
     UserInputError,
-    did_you_mean,
     load_located,
     read_user_file,
     validate_model,
@@ -403,22 +402,14 @@ def card_from_located(located: LocatedYaml, path: Path | None) -> Card:
 
 def _sft_issues(located: LocatedYaml) -> list[Issue]:
     """Unknown or reserved ``train.sft`` keys, each at its own line (torch-free; TRL re-checks at tune time)."""
-    from cardtune.curate.sft_fields import RESERVED, SFT_CONFIG_FIELDS
+    from cardtune.curate.sft_fields import sft_key_problem
 
     train = located.data.get("train") if isinstance(located.data, dict) else None
     sft = train.get("sft") if isinstance(train, dict) else None
     if not isinstance(sft, dict):
         return []
-    out: list[Issue] = []
-    for key in sft:
-        loc = ("train", "sft", key)
-        if key in RESERVED:
-            out.append(located.issue(loc, f"`{key}` is set by cardtune: {RESERVED[key]}"))
-        elif key not in SFT_CONFIG_FIELDS:
-            out.append(
-                located.issue(loc, f"unknown SFTConfig field {key!r}{did_you_mean(str(key), SFT_CONFIG_FIELDS)}")
-            )
-    return out
+    problems = ((key, sft_key_problem(str(key))) for key in sft)
+    return [located.issue(("train", "sft", key), problem) for key, problem in problems if problem is not None]
 
 
 def _partial_cross_checks(located: LocatedYaml) -> list[Issue]:

@@ -157,3 +157,14 @@ RESERVED: dict[str, str] = {
     "dataset_text_field": "cardtune feeds prompt/completion columns",
     "run_name": "the run name is chosen by cardtune",
 }
+
+
+def sft_key_problem(key: str) -> str | None:
+    """Why ``train.sft.<key>`` is not allowed (reserved, or not an ``SFTConfig`` field), or ``None`` when it is."""
+    from cardtune.curate.yamlsrc import did_you_mean
+
+    if key in RESERVED:
+        return f"`{key}` is set by cardtune: {RESERVED[key]}"
+    if key not in SFT_CONFIG_FIELDS:
+        return f"unknown SFTConfig field {key!r}{did_you_mean(key, SFT_CONFIG_FIELDS)}"
+    return None

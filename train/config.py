@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from cardtune.curate.card import Card, Train
-from cardtune.curate.sft_fields import RESERVED, SFT_CONFIG_FIELDS
-from cardtune.curate.yamlsrc import Issue, UserInputError, did_you_mean
+from cardtune.curate.sft_fields import sft_key_problem
+from cardtune.curate.yamlsrc import UserInputError
 
 # The allow-list: what cardtune chooses for you, before `train.sft` overrides.
 COMMON: dict[str, Any] = {
@@ -56,13 +56,8 @@ CPU: dict[str, Any] = {
 
 def check_sft_fields(card: Card) -> None:
     """Unknown or reserved ``train.sft`` names → ``UserInputError`` at their exact lines."""
-    issues: list[Issue] = []
-    for key in card.train.sft:
-        if key in RESERVED:
-            issues.append(card.issue(("train", "sft", key), f"set by cardtune: {RESERVED[key]}"))
-        elif key not in SFT_CONFIG_FIELDS:
-            hint = did_you_mean(key, SFT_CONFIG_FIELDS)
-            issues.append(card.issue(("train", "sft", key), f"unknown SFTConfig field{hint}"))
+    problems = ((key, sft_key_problem(key)) for key in card.train.sft)
+    issues = [card.issue(("train", "sft", key), problem) for key, problem in problems if problem is not None]
     if issues:
         raise UserInputError(issues)
 
