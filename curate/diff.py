@@ -14,7 +14,7 @@ from typing import Any
 class Change:
     """One difference: where, old value, new value (``None`` = absent)."""
 
-    section: str  # card | templates | sources | cardtune | counts
+    section: str  # card | templates | sources | other | cardtune | counts
     path: str
     old: Any
     new: Any
@@ -41,7 +41,7 @@ def diff_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Change]:
     """Input changes (what made the ids differ) and count changes (what it did to the data)."""
     changes: list[Change] = []
     ia, ib = a.get("inputs", {}), b.get("inputs", {})
-    for section in ("card", "templates", "sources"):
+    for section in ("card", "templates", "sources", "other"):
         for path, old, new in _walk(ia.get(section, {}), ib.get(section, {}), ""):
             changes.append(Change(section, path, old, new))
     if ia.get("cardtune") != ib.get("cardtune"):

@@ -1,7 +1,8 @@
 """Version ids: a sha256 over canonical JSON of everything that determines a dataset version.
 
 Inputs: the card's data sections (validated, with defaults filled in), the bytes of every template used,
-a content hash of every source (file bytes, or a hub commit sha), and cardtune's version. Anything that
+a content hash of every source (file bytes, or a hub commit sha), of every benchmark set and tokenizer file the
+filters and the mixture read, and cardtune's version. Anything that
 cannot be hashed raises — there is never a random fallback (DESIGN §10.5).
 """
 
@@ -26,13 +27,21 @@ def canonical_json(value: Any) -> bytes:
 
 
 def version_inputs(
-    card_data: Mapping[str, Any], template_hashes: Mapping[str, str], source_hashes: Mapping[str, str]
+    card_data: Mapping[str, Any],
+    template_hashes: Mapping[str, str],
+    source_hashes: Mapping[str, str],
+    other_hashes: Mapping[str, str],
 ) -> dict[str, Any]:
-    """The full record that is hashed (also stored in the manifest, so `diff` can explain a new id)."""
+    """The full record that is hashed (also stored in the manifest, so `diff` can explain a new id).
+
+    ``other_hashes`` covers inputs that change the data without being sources: benchmark sets (what
+    decontamination drops) and tokenizers (token bounds and token budgets).
+    """
     return {
         "card": dict(card_data),
         "templates": dict(sorted(template_hashes.items())),
         "sources": dict(sorted(source_hashes.items())),
+        "other": dict(sorted(other_hashes.items())),
         "cardtune": cardtune.__version__,
     }
 

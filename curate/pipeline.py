@@ -26,7 +26,7 @@ from cardtune.curate.fingerprint import sha256_bytes, version_id, version_inputs
 from cardtune.curate.mixing import TaskPlan, apply_mixture, plan_mixture, stable_keys
 from cardtune.curate.progress import Steps
 from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, SOURCE_REF, TASK, StepResult, empty_rejects
-from cardtune.curate.sources import load_source, source_fingerprint
+from cardtune.curate.sources import input_fingerprint, load_source, source_fingerprint
 from cardtune.curate.tokens import count_tokens
 
 
@@ -63,8 +63,21 @@ def resolve(card: Card) -> Resolved:
     templates = resolve_card_templates(card)
     template_hashes = {t.id: sha256_bytes(template_bytes(t)) for ts in templates.values() for t in ts}
     source_hashes = {task.name: source_fingerprint(card, task) for task in card.tasks}
-    inputs = version_inputs(card.data_sections(), template_hashes, source_hashes)
+    inputs = version_inputs(card.data_sections(), template_hashes, source_hashes, _other_hashes(card))
     return Resolved(card, templates, inputs, version_id(inputs))
+
+
+def _other_hashes(card: Card) -> dict[str, str]:
+    """Content hashes of the benchmark sets and tokenizers a build reads besides its sources."""
+    out: dict[str, str] = {}
+    decon = card.filters.decontaminate
+    for bench in decon.benchmarks if decon is not None else []:
+        out[f"benchmark:{bench.name}"] = input_fingerprint(card, "benchmark", bench.path, bench.hf, bench.revision)
+    quality = card.filters.quality
+    for tokenizer in {card.mixture.tokenizer, quality.tokenizer if quality is not None else None} - {None}:
+        assert tokenizer is not None
+        out[f"tokenizer:{tokenizer}"] = input_fingerprint(card, "tokenizer", tokenizer)
+    return out
 
 
 def build(

@@ -294,7 +294,7 @@ def _read_hf_disk(path: Path, src: Source) -> pl.DataFrame:
 def _read_hub(src: Source) -> pl.DataFrame:
     assert src.hf is not None
     datasets = _import_datasets(src.hf)
-    revision = resolve_hub_revision(src)  # the same commit the version id was computed from
+    revision = resolve_hub_revision(src.hf, src.revision)  # the commit the version id was computed from
     try:
         loaded = datasets.load_dataset(src.hf, src.config, split=src.split, revision=revision)
     except Exception as exc:  # datasets raises many types for offline / missing datasets
@@ -337,31 +337,59 @@ def source_fingerprint(card: Card, task: Task) -> str:
     resolved = resolve_source(card, task)
     src = task.source
     if resolved.kind == "hf":
-        return f"hf:{src.hf}:{src.config}:{src.split}@{resolve_hub_revision(src)}"
+        assert src.hf is not None
+        return f"hf:{src.hf}:{src.config}:{src.split}@{resolve_hub_revision(src.hf, src.revision)}"
+    return files_fingerprint(_fingerprint_files(resolved))
+
+
+def files_fingerprint(paths: list[Path]) -> str:
+    """``sha256:`` over the names and bytes of some files, in the given order."""
     digest = hashlib.sha256()
-    for path in _fingerprint_files(resolved):
+    for path in paths:
         digest.update(str(path.name).encode() + b"\0")
         for chunk in _chunks(path):
             digest.update(chunk)
     return "sha256:" + digest.hexdigest()
 
 
-def resolve_hub_revision(src: Source) -> str:
-    """The commit sha a hub source resolves to (asks the hub when ``revision`` is a branch/tag or unset)."""
-    assert src.hf is not None
-    if src.revision is not None and len(src.revision) == 40 and all(c in "0123456789abcdef" for c in src.revision):
-        return src.revision
+def input_fingerprint(
+    card: Card, what: str, path: str | None, hf: str | None = None, revision: str | None = None
+) -> str:
+    """Content hash of a non-source input (a benchmark file or hub set, a tokenizer file or folder).
+
+    A local path is hashed by content; a hub dataset by its resolved commit. A name that is neither a local
+    path nor a hub dataset (e.g. a hub tokenizer id) is recorded as ``name:<id>``: it is identified, not hashed.
+    """
+    if hf is not None:
+        return f"hf:{hf}@{resolve_hub_revision(hf, revision)}"
+    assert path is not None
+    local = card.resolve(path)
+    if not local.exists() and Path(path).expanduser().exists():
+        local = Path(path).expanduser()  # tokenizers are also looked up from the working directory
+    if local.is_file():
+        return files_fingerprint([local])
+    if local.is_dir():
+        return files_fingerprint(sorted(p for p in local.rglob("*") if p.is_file()))
+    if what == "benchmark":
+        raise UserInputError(f"{local}: benchmark file not found")
+    return f"name:{path}"
+
+
+def resolve_hub_revision(hf: str, revision: str | None) -> str:
+    """The commit sha a hub dataset resolves to (asks the hub when ``revision`` is a branch/tag or unset)."""
+    if revision is not None and len(revision) == 40 and all(c in "0123456789abcdef" for c in revision):
+        return revision
     try:
         from huggingface_hub import HfApi
 
-        sha = HfApi().dataset_info(src.hf, revision=src.revision).sha
+        sha = HfApi().dataset_info(hf, revision=revision).sha
     except Exception as exc:  # offline, unknown dataset, auth
         raise UserInputError(
-            f"hub dataset {src.hf!r}: cannot resolve its revision ({_first_line(exc)}). Fingerprinting a hub "
+            f"hub dataset {hf!r}: cannot resolve its revision ({_first_line(exc)}). Fingerprinting a hub "
             "source needs network access, or pin `revision:` to a 40-character commit sha"
         ) from None
     if not sha:
-        raise UserInputError(f"hub dataset {src.hf!r}: the hub returned no revision; pin `revision:`")
+        raise UserInputError(f"hub dataset {hf!r}: the hub returned no revision; pin `revision:`")
     return str(sha)
 
 

@@ -227,3 +227,22 @@ def test_inspect_lists_filters_in_pipeline_order(tmp_path: Path) -> None:
 
     result = build(make_project(tmp_path))
     assert filter_names(read_manifest(result.version_dir)) == ["quality", "exact_dedup"]
+
+
+def test_benchmark_and_tokenizer_contents_are_part_of_the_id(tmp_path: Path) -> None:
+    card = make_project(tmp_path)
+    (tmp_path / "bench.jsonl").write_text('{"q": "alpha beta gamma"}\n', encoding="utf-8")
+    text = card.read_text(encoding="utf-8").replace(
+        "  dedup: {exact: {scope: both}}\n",
+        "  dedup: {exact: {scope: both}}\n"
+        "  decontaminate: {ngram: 3, benchmarks: [{name: b, path: bench.jsonl, fields: [q]}]}\n",
+    )
+    card.write_text(text, encoding="utf-8")
+    first = build(card)
+    assert "benchmark:b" in first.manifest["inputs"]["other"]
+    assert build(card).cached
+    # the same benchmark path with new content must not be a cache hit: decontamination would differ
+    (tmp_path / "bench.jsonl").write_text('{"q": "What is 3 plus 3?"}\n', encoding="utf-8")
+    second = build(card)
+    assert not second.cached and second.version_id != first.version_id
+    assert second.manifest["counts"]["filters"]["decontaminate"].get("qa", 0) >= 1
