@@ -20,13 +20,13 @@ def build(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")] = False,
 ) -> None:
     """Build the dataset version a card describes (content-addressed; a cache hit when nothing changed)."""
+    from cardtune.curate.card import load_card
     from cardtune.curate.pipeline import build as build_version
     from cardtune.curate.report import counts_table, plan_table
-    from cardtune.curate.validate import validate_card
 
     with user_errors():
-        loaded = validate_card(card)
-        result = build_version(loaded, force=force, dry_run=dry_run, progress=not quiet)
+        # build() resolves templates and checks source columns itself (the same checks as `cardtune validate`)
+        result = build_version(load_card(card), force=force, dry_run=dry_run, progress=not quiet)
     manifest = result.manifest
     if result.cached:
         console.print(f"[green]cached[/] {result.version_dir} (same card, templates and sources; --force rebuilds)")

@@ -9,6 +9,7 @@ This module also fingerprints sources by content for the version id.
 from __future__ import annotations
 
 import csv
+import functools
 import glob as globlib
 import hashlib
 import json
@@ -159,6 +160,10 @@ def _schema_names(resolved: ResolvedSource, src: Source) -> list[str]:
         return list(pl.read_parquet_schema(first).keys())
     if kind in ("csv", "tsv") and first is not None:
         return _read_csv(first, "\t" if kind == "tsv" else ",", n_rows=1).columns
+    if kind == "hf":
+        names = _hub_feature_names(src)
+        if names is not None:
+            return names
     if kind == "jsonl" and first is not None:
         with first.open(encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, 1):
@@ -166,6 +171,18 @@ def _schema_names(resolved: ResolvedSource, src: Source) -> list[str]:
                     return list(_json_line(line, first, lineno).keys())
         raise UserInputError(f"{first}: the source is empty")
     return _read(resolved, src).columns
+
+
+def _hub_feature_names(src: Source) -> list[str] | None:
+    """Column names of a hub dataset from its metadata (no download of the rows); ``None`` if unknown."""
+    assert src.hf is not None
+    datasets = _import_datasets(src.hf)
+    try:
+        builder = datasets.load_dataset_builder(src.hf, src.config, revision=resolve_hub_revision(src.hf, src.revision))
+    except Exception:  # offline or an unusual dataset: the full read below gives the precise error
+        return None
+    features = builder.info.features
+    return list(features) if features else None
 
 
 # ---------------------------------------------------------------- readers
@@ -375,8 +392,12 @@ def input_fingerprint(
     return f"name:{path}"
 
 
+@functools.lru_cache(maxsize=64)
 def resolve_hub_revision(hf: str, revision: str | None) -> str:
-    """The commit sha a hub dataset resolves to (asks the hub when ``revision`` is a branch/tag or unset)."""
+    """The commit sha a hub dataset resolves to (asks the hub when ``revision`` is a branch/tag or unset).
+
+    Asked once per process: fingerprinting and loading a source within one build see the same commit.
+    """
     if revision is not None and len(revision) == 40 and all(c in "0123456789abcdef" for c in revision):
         return revision
     try:
