@@ -75,3 +75,13 @@ def test_no_bare_folder_imports() -> None:
         if pattern.search(p.read_text(encoding="utf-8"))
     ]
     assert not offenders, offenders
+
+
+def test_lazy_curate_exports_resolve_and_cli_start_is_light() -> None:
+    import cardtune.curate as curate_pkg
+
+    assert set(curate_pkg.__all__) == set(curate_pkg._EXPORTS)
+    for name in curate_pkg.__all__:
+        assert getattr(curate_pkg, name) is not None
+    code = "import sys, cardtune.cli\nheavy = [m for m in ('polars', 'numpy', 'jinja2', 'torch') if m in sys.modules]\nassert not heavy, heavy\n"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT / "tests")
