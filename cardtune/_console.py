@@ -29,6 +29,10 @@ def user_errors() -> Iterator[None]:
     except UserInputError as exc:
         print_issues(exc)
         raise typer.Exit(EXIT_INVALID) from None
+    except OSError as exc:  # a path the user gave: unwritable, a file where a folder is expected, disk full
+        where = f"{exc.filename}: " if exc.filename else ""
+        err_console.print(f"[bold red]error:[/] {_escape(where + (exc.strerror or str(exc)))}")
+        raise typer.Exit(EXIT_INVALID) from None
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]: no dataset version or run directory was left half-written")
         raise typer.Exit(130) from None

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from cardtune._console import console, err_console, fail, user_errors
+from cardtune._console import console, err_console, fail, print_issues, user_errors
+from cardtune.curate.yamlsrc import UserInputError
 
 FIELD_STYLES = ("bold cyan", "bold magenta", "bold green", "bold yellow", "bold blue", "bold red")
 _OPEN, _SEP, _CLOSE = "\ue000", "\ue001", "\ue002"
@@ -171,9 +173,9 @@ def register(app: typer.Typer) -> None:
         with user_errors():
             report = lint_paths(paths or [])
         for issue in report.warnings:
-            err_console.print(f"[yellow]warning:[/] {issue}", markup=True, highlight=False)
-        for issue in report.errors:
-            err_console.print(f"[bold red]error:[/] {issue}", highlight=False)
+            err_console.print(f"[yellow]warning:[/] {escape(str(issue))}", highlight=False)
+        if report.errors:
+            print_issues(UserInputError(report.errors))
         verdict = "[green]ok[/]" if report.ok else "[bold red]failed[/]"
         console.print(
             f"{verdict}: {len(report.templates)} template(s) in {report.files} file(s), "

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from cardtune._console import console, err_console
+from cardtune._console import console, print_issues
 from cardtune.curate.yamlsrc import UserInputError
 
 CARD = Path("data_cards/demo.yaml")
@@ -42,7 +42,7 @@ def main(card_path: Path = CARD) -> int:
         report = evaluate(run.run_dir, split="all", limit=16)
         console.print(eval_table(report))
     except UserInputError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        print_issues(exc)
         return 1
     console.rule("[bold]done")
     console.print(f"dataset version: {result.version_dir}")

@@ -125,7 +125,8 @@ def list_versions(root: str | Path) -> list[tuple[str, Path, dict[str, Any]]]:
                 except json.JSONDecodeError:
                     continue
                 found.append((card_dir.name, vdir, manifest))
-    found.sort(key=lambda item: (item[0], str(item[2].get("created", ""))), reverse=False)
+    found.sort(key=lambda item: str(item[2].get("created", "")), reverse=True)  # newest first ...
+    found.sort(key=lambda item: item[0])  # ... within each card (the sort is stable)
     return found
 
 
