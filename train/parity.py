@@ -33,16 +33,23 @@ class ParityResult:
     stop_tokens: list[str]
 
 
-def sample_rows(rows: Sequence[dict[str, Any]], n: int = SAMPLE, seed: int = 0) -> list[dict[str, Any]]:
-    """The first row of each (task, template_id), then seeded others, up to ``n``."""
+def sample_indices(tasks: Sequence[Any], template_ids: Sequence[Any], n: int = SAMPLE, seed: int = 0) -> list[int]:
+    """Row indices: the first row of each (task, template_id), then seeded others, up to ``n`` (sorted)."""
     picked: dict[tuple[str, str], int] = {}
-    for i, row in enumerate(rows):
-        picked.setdefault((str(row.get("task", "")), str(row.get("template_id", ""))), i)
+    for i, key in enumerate(zip(tasks, template_ids, strict=True)):
+        picked.setdefault((str(key[0] or ""), str(key[1] or "")), i)
     chosen = list(picked.values())[:n]
-    rest = [i for i in range(len(rows)) if i not in set(chosen)]
+    taken = set(chosen)
+    rest = [i for i in range(len(tasks)) if i not in taken]
     random.Random(seed).shuffle(rest)
     chosen += rest[: max(0, n - len(chosen))]
-    return [rows[i] for i in sorted(chosen)]
+    return sorted(chosen)
+
+
+def sample_rows(rows: Sequence[dict[str, Any]], n: int = SAMPLE, seed: int = 0) -> list[dict[str, Any]]:
+    """The rows ``sample_indices`` picks."""
+    idx = sample_indices([r.get("task") for r in rows], [r.get("template_id") for r in rows], n, seed)
+    return [rows[i] for i in idx]
 
 
 def token_ids(tokenizer: Any, row: dict[str, Any], conversational: bool) -> tuple[list[int], list[int]]:

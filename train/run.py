@@ -97,8 +97,12 @@ def _tune(
     t_load = time.perf_counter()
 
     stops = models.stop_token_ids(loaded)
+    columns = set(train_rows.column_names)
+    tasks = train_rows["task"] if "task" in columns else [""] * len(train_rows)
+    templates = train_rows["template_id"] if "template_id" in columns else [""] * len(train_rows)
+    sample = train_rows.select(parity.sample_indices(tasks, templates, seed=card.train.seed)).to_list()
     checked = parity.check_parity(
-        loaded.tokenizer, train_rows.to_list(), conversational=conversational, stop_ids=stops, seed=card.train.seed
+        loaded.tokenizer, sample, conversational=conversational, stop_ids=stops, seed=card.train.seed
     )
     train_rows, report = lengths.check_lengths(
         loaded.tokenizer,
