@@ -21,6 +21,7 @@ from cardtune.curate.rows import (
     SOURCE_REF,
     TASK,
     TEMPLATE_ID,
+    flat_text,
 )
 from cardtune.curate.yamlsrc import UserInputError
 
@@ -104,10 +105,6 @@ def _split_conversation(rows: pl.DataFrame, task: Task, conv: pl.Expr) -> pl.Dat
     )
 
 
-def _text_of(col: str) -> pl.Expr:
-    return pl.col(col).list.eval(pl.element().struct.field("content")).list.join("\n\n")
-
-
 def passthrough(rows: pl.DataFrame, task: Task, mode: str) -> pl.DataFrame:
     """Rows of a task without templates, in the row contract (see module docstring)."""
     cols = set(rows.columns)
@@ -126,7 +123,10 @@ def passthrough(rows: pl.DataFrame, task: Task, mode: str) -> pl.DataFrame:
             f"or `prompt` and `completion` columns; it has: {', '.join(rows.columns)}"
         )
     if mode == "instruction":
-        out = out.with_columns(_text_of(PROMPT).alias(PROMPT_TEXT), _text_of(COMPLETION).alias(COMPLETION_TEXT))
+        out = out.with_columns(
+            flat_text(PROMPT, out.schema[PROMPT]).alias(PROMPT_TEXT),
+            flat_text(COMPLETION, out.schema[COMPLETION]).alias(COMPLETION_TEXT),
+        )
     else:
         out = out.with_columns(pl.col(PROMPT).alias(PROMPT_TEXT), pl.col(COMPLETION).alias(COMPLETION_TEXT))
     return out.select(

@@ -87,10 +87,17 @@ class StepResult:
     report: dict[str, object] = field(default_factory=dict)
 
 
+MESSAGE_SEPARATOR = "\n\n"  # between the turns of a message list, as the renderer joins system and user text
+
+
 def flat_text(column: str, dtype: pl.DataType) -> pl.Expr:
-    """Flat text of a payload column: strings as they are, message lists as their contents joined by newlines."""
+    """Flat text of a payload column: strings as they are, message lists as their contents joined by a blank line.
+
+    The same text the filters saw when the rows were rendered, so stored rows read back (near-dedup ``against``,
+    reports) measure and compare like fresh ones.
+    """
     if isinstance(dtype, pl.List):
-        return pl.col(column).list.eval(pl.element().struct.field("content")).list.join("\n").fill_null("")
+        return pl.col(column).list.eval(pl.element().struct.field("content")).list.join(MESSAGE_SEPARATOR).fill_null("")
     return pl.col(column).cast(pl.String).fill_null("")
 
 

@@ -246,3 +246,19 @@ def test_benchmark_and_tokenizer_contents_are_part_of_the_id(tmp_path: Path) -> 
     second = build(card)
     assert not second.cached and second.version_id != first.version_id
     assert second.manifest["counts"]["filters"]["decontaminate"].get("qa", 0) >= 1
+
+
+@pytest.mark.parametrize("mode", ["instruction", "finetune"])
+def test_stored_rows_flatten_to_the_text_the_filters_saw(tmp_path: Path, mode: str) -> None:
+    from cardtune.curate.card import load_card
+    from cardtune.curate.pipeline import _load_and_render, resolve
+    from cardtune.curate.progress import Steps
+    from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, with_flat_text
+    from cardtune.curate.store import public_frame
+
+    resolved = resolve(load_card(make_project(tmp_path, mode=mode)))
+    with Steps() as steps:
+        rendered, _ = _load_and_render(resolved, steps)
+    again = with_flat_text(public_frame(rendered))
+    assert again[PROMPT_TEXT].to_list() == rendered[PROMPT_TEXT].to_list()
+    assert again[COMPLETION_TEXT].to_list() == rendered[COMPLETION_TEXT].to_list()
