@@ -33,7 +33,7 @@ from cardtune.curate.html_sections import (
     total,
 )
 from cardtune.curate.report import filter_names
-from cardtune.curate.rows import COMPLETION, MESSAGES, PROMPT, TASK
+from cardtune.curate.rows import COMPLETION, PROMPT, TASK
 from cardtune.curate.svg import Bar, Group, Segment, color, esc, hbars, pct
 
 SAMPLES_PER_TASK = 3
@@ -266,8 +266,6 @@ def _sample(r: Mapping[str, Any]) -> str:
     head += tag(f"template {r['template_id']}") if r.get("template_id") else ""
     body = f'<div class="lbl">prompt</div>{_payload(r.get(PROMPT))}'
     body += f'<div class="lbl">completion</div>{_payload(r.get(COMPLETION))}'
-    if r.get(MESSAGES):
-        body = f'<div class="lbl">messages</div>{_payload(r[MESSAGES])}'
     if r.get("answer_choices"):
         body += '<div class="lbl">answer choices</div>' + "".join(tag(clip(a, 80)) for a in r["answer_choices"])
     return f'<div class="ex"><div class="head">{head}</div>{body}</div>'

@@ -10,7 +10,6 @@ Everything is seeded with SplitMix64 constants: signatures are identical on ever
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -173,13 +172,3 @@ def connected_components(n: int, a: I64, b: I64) -> I64:
             label = jumped
         if np.array_equal(label, before):
             return label
-
-
-def expected_detection(jaccard: float, bands: int, rows: int) -> float:
-    """Probability that a pair with this Jaccard shares at least one band (the LSH S-curve)."""
-    return 1.0 - (1.0 - jaccard**rows) ** bands
-
-
-def threshold_of(bands: int, rows: int) -> float:
-    """The S-curve's steepest point, ``(1/b)^(1/r)``: where banding starts to detect pairs."""
-    return math.pow(1.0 / bands, 1.0 / rows)

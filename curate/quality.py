@@ -2,9 +2,8 @@
 
 Each dropped row is a reject whose reason names the first rule it broke, in this order: ``empty_completion``,
 ``completion_equals_prompt``, ``too_short_chars``, ``too_long_chars``, ``too_few_tokens``, ``too_many_tokens``,
-``repetition``; the evidence holds the measured value and the bound. Multi-turn rows (a non-empty ``messages``
-column) are exempt from the two completion rules. Token bounds count prompt + completion tokens (no special
-tokens) with :func:`cardtune.curate.tokens.count_tokens` — the named tokenizer (a local ``tokenizer.json`` or
+``repetition``; the evidence holds the measured value and the bound. For multi-turn rows the completion is the
+final assistant turn. Token bounds count prompt + completion tokens (no special tokens) with :func:`cardtune.curate.tokens.count_tokens` — the named tokenizer (a local ``tokenizer.json`` or
 directory, or a hub id) is loaded lazily and cached by :mod:`tokens`, which a core install may lack.
 """
 
@@ -18,7 +17,7 @@ import polars as pl
 
 from cardtune.curate import textnorm, tokens
 from cardtune.curate.card import Quality
-from cardtune.curate.rows import COMPLETION_TEXT, MESSAGES, PROMPT_TEXT, StepResult, make_rejects
+from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, StepResult, make_rejects
 from cardtune.curate.yamlsrc import UserInputError
 
 _LOC = ("filters", "quality", "tokenizer")
@@ -63,16 +62,13 @@ def quality_filter(df: pl.DataFrame, spec: Quality) -> StepResult:
     prompt = df.get_column(PROMPT_TEXT).cast(pl.String).fill_null("")
     completion = df.get_column(COMPLETION_TEXT).cast(pl.String).fill_null("")
     chars = (prompt.str.len_chars() + completion.str.len_chars()).to_numpy().astype(np.int64)
-    multi_turn = np.zeros(df.height, dtype=bool)
-    if MESSAGES in df.columns and isinstance(df.schema[MESSAGES], pl.List):
-        multi_turn = df.get_column(MESSAGES).list.len().fill_null(0).to_numpy() > 0
     stripped = completion.str.strip_chars()
     rules: list[tuple[str, np.ndarray[Any, np.dtype[np.bool_]], np.ndarray[Any, Any] | None, object]] = []
     if spec.drop_empty_completion:
-        rules.append(("empty_completion", (stripped.str.len_chars() == 0).to_numpy() & ~multi_turn, None, None))
+        rules.append(("empty_completion", (stripped.str.len_chars() == 0).to_numpy(), None, None))
     if spec.drop_completion_equals_prompt:
         same = (stripped == prompt.str.strip_chars()).to_numpy() & (stripped.str.len_chars() > 0).to_numpy()
-        rules.append(("completion_equals_prompt", same & ~multi_turn, None, None))
+        rules.append(("completion_equals_prompt", same, None, None))
     rules.append(("too_short_chars", chars < spec.min_chars, chars, spec.min_chars))
     if spec.max_chars is not None:
         rules.append(("too_long_chars", chars > spec.max_chars, chars, spec.max_chars))

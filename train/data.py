@@ -44,9 +44,7 @@ def open_version(version_dir: str | Path) -> Version:
 
 
 def normalized(dataset: Any, mode: str) -> Any:
-    """All columns, with multi-turn ``messages`` rows turned into prompt/completion."""
-    if "messages" in dataset.column_names and mode == "instruction":
-        dataset = dataset.map(_from_messages)
+    """The dataset, checked to hold the ``prompt``/``completion`` columns every cardtune version has."""
     missing = [c for c in ("prompt", "completion") if c not in dataset.column_names]
     if missing:
         raise UserInputError(f"dataset rows lack column(s) {missing}; rebuild the version with this cardtune")
@@ -54,19 +52,5 @@ def normalized(dataset: Any, mode: str) -> Any:
 
 
 def training_rows(dataset: Any, mode: str) -> Any:
-    """Only ``prompt``/``completion`` (what SFTTrainer needs), multi-turn rows normalized."""
+    """Only ``prompt``/``completion`` (what SFTTrainer needs)."""
     return normalized(dataset, mode).select_columns(["prompt", "completion"])
-
-
-def _from_messages(row: dict[str, Any]) -> dict[str, Any]:
-    messages = row.get("messages") or []
-    if messages and not row.get("completion"):
-        return {"prompt": messages[:-1], "completion": messages[-1:]}
-    return {"prompt": row["prompt"], "completion": row["completion"]}
-
-
-def is_conversational(dataset: Any) -> bool:
-    """True when ``prompt`` holds message lists (instruction mode)."""
-    if len(dataset) == 0:
-        return False
-    return isinstance(dataset[0]["prompt"], list)
