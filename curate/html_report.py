@@ -23,7 +23,6 @@ from cardtune.curate import store
 from cardtune.curate.html_sections import (
     Raw,
     card,
-    clip,
     funnel,
     legend,
     lengths,
@@ -32,7 +31,7 @@ from cardtune.curate.html_sections import (
     tag,
     total,
 )
-from cardtune.curate.report import filter_names
+from cardtune.curate.report import clip, filter_names
 from cardtune.curate.rows import COMPLETION, PROMPT, TASK
 from cardtune.curate.svg import Bar, Group, Segment, color, esc, hbars, pct
 

@@ -28,12 +28,6 @@ class Raw(str):
     """A table cell that is already HTML (built from escaped parts); every other cell is escaped."""
 
 
-def clip(text: object, n: int) -> str:
-    """``text`` as a string of at most ``n`` characters (an ellipsis marks a cut)."""
-    text = "" if text is None else str(text).replace("\r", "")
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
 def total(counts: Mapping[str, int]) -> int:
     return sum(counts.values())
 

@@ -150,7 +150,7 @@ def rejects_table(version_dir: Path, limit: int = 20) -> Table:
         table.add_column(col, overflow="fold")
     for r in rejects.head(limit).iter_rows(named=True):
         table.add_row(
-            r["filter"], r["reason"], r["task"], r["source_ref"], r["duplicate_of"] or "", _clip(r["evidence"], 90)
+            r["filter"], r["reason"], r["task"], r["source_ref"], r["duplicate_of"] or "", clip(r["evidence"], 90)
         )
     if rejects.height > limit:
         table.caption = f"{rejects.height - limit:,} more (cardtune inspect --rejects N)"
@@ -181,7 +181,7 @@ def samples(version_dir: Path, per_task: int = 2, split: str = "train") -> Rende
         table.add_column(col, overflow="fold", ratio=3 if col in ("prompt", "completion") else 1)
     for task in frame[TASK].unique(maintain_order=True).to_list():
         for r in frame.filter(pl.col(TASK) == task).head(per_task).iter_rows(named=True):
-            table.add_row(task, r["template_id"], _clip(r["_p"], 400), _clip(r["_c"], 200))
+            table.add_row(task, r["template_id"], clip(r["_p"], 400), clip(r["_c"], 200))
     return table
 
 
@@ -239,11 +239,12 @@ def report_table(name: str, report: Mapping[str, Any]) -> RenderableType:
             for col in cols:
                 table.add_column(str(col), overflow="fold")
             for v in value:
-                table.add_row(*(_clip(str(v.get(c, "")), 80) for c in cols))
+                table.add_row(*(clip(str(v.get(c, "")), 80) for c in cols))
             out.append(table)
     return Group(*out)
 
 
-def _clip(text: str | None, n: int) -> str:
-    text = (text or "").replace("\r", "")
+def clip(text: object, n: int) -> str:
+    """``text`` as a string of at most ``n`` characters (an ellipsis marks a cut)."""
+    text = "" if text is None else str(text).replace("\r", "")
     return text if len(text) <= n else text[: n - 1] + "…"
