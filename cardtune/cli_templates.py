@@ -133,7 +133,12 @@ def register(app: typer.Typer) -> None:
         template_id: Annotated[str, typer.Argument(help="Template id.")],
         source: Annotated[Path, typer.Option("--source", "-s", help="Data file (JSONL, JSON, CSV, Parquet).")],
         n: Annotated[int, typer.Option("--n", "-n", min=1, help="Rows to preview.")] = 3,
-        seed: Annotated[int, typer.Option("--seed", help="Seed for row choice and option styles.")] = 0,
+        seed: Annotated[
+            int, typer.Option("--seed", help="Seed for row choice and option styles (a card's mixture.seed).")
+        ] = 0,
+        task: Annotated[
+            str, typer.Option("--task", help="Task name: with the card's seed, styles match what `build` renders.")
+        ] = "preview",
         column: Annotated[
             list[str] | None, typer.Option("--column", "-c", help="Rename INPUT=SOURCE_COLUMN (repeatable).")
         ] = None,
@@ -142,7 +147,7 @@ def register(app: typer.Typer) -> None:
         """Render a few rows of a data file through a template, coloring where each source field went."""
         with user_errors():
             t = _library(dirs).get(template_id)
-            rows = _read_rows(source, column or [])
+            rows = _read_rows(source, column or [], task)
             from cardtune.curate.jinja_env import stable_hash
             from cardtune.curate.render import RenderError
 
@@ -158,10 +163,10 @@ def register(app: typer.Typer) -> None:
             picked = sorted(rows.iter_rows(named=True), key=lambda r: stable_hash(seed, r["source_ref"]))[:n]
             for row in picked:
                 try:
-                    h = stable_hash(seed, "preview", row["source_ref"], t.id)
+                    h = stable_hash(seed, task, row["source_ref"], t.id)  # the row hash render_task uses
                     console.print(_preview(t, row, h, f"{row['source_ref']} · {t.id}"))
                 except RenderError as exc:
-                    raise fail(str(exc.issue("preview", row["source_ref"]))) from None
+                    raise fail(str(exc.issue(task, row["source_ref"]))) from None
 
     @sub.command()
     def lint(
@@ -202,7 +207,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"wrote {output}", markup=False)
 
 
-def _read_rows(source: Path, renames: list[str]) -> Any:
+def _read_rows(source: Path, renames: list[str], task_name: str = "preview") -> Any:
     """Read a data file as the build would (same reader, renames, ``source_ref``)."""
     from cardtune.curate.card import Card
     from cardtune.curate.sources import load_source
@@ -213,6 +218,6 @@ def _read_rows(source: Path, renames: list[str]) -> Any:
         if not sep or not target or not col:
             raise fail(f"--column expects INPUT=SOURCE_COLUMN, got {item!r}")
         columns[target] = col
-    task = {"name": "preview", "source": {"path": str(source.resolve())}, "columns": columns}
+    task = {"name": task_name, "source": {"path": str(source.resolve())}, "columns": columns}
     card = Card.model_validate({"name": "preview", "tasks": [task]})
     return load_source(card, card.tasks[0])

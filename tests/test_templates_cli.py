@@ -87,3 +87,49 @@ def test_import_writes_our_format(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "skipped 'highlighted'" in result.output and out.is_file()
     assert runner.invoke(app, ["templates", "lint", str(out)]).exit_code == 0  # warnings only (no examples)
+
+
+def test_render_preview_matches_what_the_build_renders(tmp_path: Path) -> None:
+    import json
+    import re
+
+    import polars as pl
+    from typer.testing import CliRunner
+
+    from cardtune.cli import app
+    from cardtune.curate.card import Source, Task
+    from cardtune.curate.render import render_task
+    from cardtune.curate.templating import TemplateLibrary
+
+    rows = [
+        {"premise": f"A person number {i} walks a dog.", "hypothesis": f"Someone {i} is outside.", "label": i % 3}
+        for i in range(12)
+    ]
+    data = tmp_path / "nli.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    result = CliRunner().invoke(
+        app,
+        [
+            "templates",
+            "render",
+            "nli/does-it-follow",
+            "--source",
+            str(data),
+            "--n",
+            "1",
+            "--seed",
+            "5",
+            "--task",
+            "nli",
+        ],
+        env={"COLUMNS": "250"},
+    )
+    assert result.exit_code == 0, result.output
+    ref = re.search(r"(nli:\d+) · nli/does-it-follow", result.output)
+    assert ref is not None
+    frame = pl.DataFrame(rows).with_columns(pl.Series("source_ref", [f"nli:{i}" for i in range(12)]))
+    template = TemplateLibrary.load().get("nli/does-it-follow")
+    built = render_task(frame, Task(name="nli", source=Source(path="x")), [template], "instruction", 5)
+    prompt = built.filter(pl.col("source_ref") == ref.group(1))["_prompt_text"].item()
+    for line in (line.strip() for line in prompt.splitlines()):
+        assert line in result.output
