@@ -91,35 +91,14 @@ def _where(bench: Benchmark, index: int) -> tuple[str, tuple[str | int, ...]]:
 def load_benchmark(bench: Benchmark, card_dir: Path, index: int = 0) -> pl.DataFrame:
     """The benchmark's rows with an ``_item_id`` and an ``_item_text`` column (named fields joined by newlines)."""
     file, loc = _where(bench, index)
-    if bench.path is not None:
-        path = (card_dir / bench.path).resolve()
-        if not path.is_file():
-            raise UserInputError(
-                [Issue(file=str(path), line=0, loc=(*loc, "path"), message="benchmark file not found")]
-            )
-        suffix = path.suffix.lower()
-        try:
-            if suffix in (".jsonl", ".ndjson"):
-                frame = pl.read_ndjson(path)
-            elif suffix == ".json":
-                frame = pl.read_json(path)
-            elif suffix == ".parquet":
-                frame = pl.read_parquet(path)
-            elif suffix == ".csv":
-                frame = pl.read_csv(path)
-            else:
-                raise UserInputError(
-                    [
-                        Issue(
-                            str(path), 0, (*loc, "path"), f"unsupported benchmark format {suffix!r} (jsonl/parquet/csv)"
-                        )
-                    ]
-                )
-        except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
-            raise UserInputError([Issue(str(path), 0, (*loc, "path"), f"cannot read benchmark: {exc}")]) from exc
-        file = str(path)
-    else:
-        frame = _load_hub(bench, loc)
+    from cardtune.curate.card import Source
+    from cardtune.curate.sources import read_input
+
+    src = Source(path=bench.path, hf=bench.hf, config=bench.config, split=bench.split, revision=bench.revision)
+    try:
+        frame = read_input(src, card_dir, f"benchmark '{bench.name}'")
+    except UserInputError as exc:  # the reader's precise message, at the card's benchmark entry
+        raise UserInputError([Issue(file, 0, (*loc, "path" if bench.path else "hf"), str(exc))]) from None
     if frame.height == 0:
         raise UserInputError([Issue(file, 0, loc, f"benchmark '{bench.name}' is empty (no rows)")])
     for name in [*bench.fields, *([bench.id_field] if bench.id_field else [])]:
@@ -146,31 +125,6 @@ def load_benchmark(bench: Benchmark, card_dir: Path, index: int = 0) -> pl.DataF
         parts.append(col.cast(pl.String).fill_null(""))
     ids = pl.col(bench.id_field).cast(pl.String) if bench.id_field else pl.int_range(pl.len()).cast(pl.String)
     return frame.select(ids.alias("_item_id"), pl.concat_str(parts, separator="\n").alias("_item_text"))
-
-
-def _load_hub(bench: Benchmark, loc: tuple[str | int, ...]) -> pl.DataFrame:
-    file = f"hf:{bench.hf}"
-    try:
-        from datasets.load import load_dataset  # optional: cardtune[hf]
-    except ImportError as exc:
-        raise UserInputError(
-            [Issue(file, 0, (*loc, "hf"), "hub benchmarks need the `datasets` package: pip install 'cardtune[hf]'")]
-        ) from exc
-    try:
-        ds = load_dataset(bench.hf, bench.config, split=bench.split, revision=bench.revision)
-    except Exception as exc:  # offline, unknown dataset, bad split: all are user-facing
-        raise UserInputError(
-            [
-                Issue(
-                    file,
-                    0,
-                    (*loc, "hf"),
-                    f"cannot load hub dataset '{bench.hf}' (config {bench.config}, split {bench.split}): {exc}."
-                    " Offline? Download it once, or export it to a local file and use `path:`.",
-                )
-            ]
-        ) from exc
-    return pl.from_arrow(ds.data.table)  # type: ignore[return-value]
 
 
 def index_benchmark(name: str, items: pl.DataFrame, n: int) -> BenchmarkIndex:

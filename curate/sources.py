@@ -46,13 +46,24 @@ class ResolvedSource:
 
 def resolve_source(card: Card, task: Task) -> ResolvedSource:
     """Find the files (or hub dataset) behind a task's source; error if nothing is there."""
-    src = task.source
+    return _resolve(task.source, card.base_dir, f"task {task.name!r}: source {task.source.path!r}")
+
+
+def read_input(src: Source, base_dir: Path, what: str) -> pl.DataFrame:
+    """All rows of a non-task input (e.g. a benchmark set) with the sources' readers and errors."""
+    frame = _read(_resolve(src, base_dir, what), src)
+    if frame.height == 0:
+        raise UserInputError(f"{what}: the file is empty (no rows)")
+    return frame
+
+
+def _resolve(src: Source, base_dir: Path, where: str) -> ResolvedSource:
     if src.hf is not None:
         return ResolvedSource("hf", (), f"hf:{src.hf}" + (f"/{src.config}" if src.config else ""))
     assert src.path is not None
     raw = src.path
-    path = card.resolve(raw)
-    where = f"task {task.name!r}: source {raw!r}"
+    path = Path(raw).expanduser()
+    path = path if path.is_absolute() else base_dir / path
     if any(ch in raw for ch in "*?["):
         files = tuple(sorted(Path(p) for p in globlib.glob(str(path), recursive=True) if Path(p).is_file()))
         if not files:
@@ -238,6 +249,8 @@ def _read_jsonl(path: Path) -> pl.DataFrame:
         for lineno, line in enumerate(fh, 1):
             if line.strip():
                 rows.append(_json_line(line, path, lineno))
+    if not rows:
+        return pl.DataFrame()  # callers say "empty" with their own context
     return _from_dicts(rows, path)
 
 

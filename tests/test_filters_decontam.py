@@ -130,3 +130,15 @@ def test_bad_benchmarks(tmp_path: Path) -> None:
     (tmp_path / "bench.jsonl").unlink()
     with pytest.raises(UserInputError, match="not found"):
         decontaminate(rows(["a"]), spec(), tmp_path, {})
+
+
+def test_benchmarks_are_read_like_sources(tmp_path: Path) -> None:
+    from cardtune.curate.card import Benchmark
+    from cardtune.curate.decontam import load_benchmark
+
+    (tmp_path / "b.tsv").write_text("question\tid\nwhat is the tallest mountain\tq1\n", encoding="utf-8")
+    items = load_benchmark(Benchmark(name="b", path="b.tsv", fields=["question"], id_field="id"), tmp_path)
+    assert items.rows() == [("q1", "what is the tallest mountain")]
+    (tmp_path / "bad.jsonl").write_text('{"question": "a"}\n{"question": \n', encoding="utf-8")
+    with pytest.raises(UserInputError, match=r"bad\.jsonl:2: malformed JSON line"):
+        load_benchmark(Benchmark(name="b", path="bad.jsonl", fields=["question"]), tmp_path)
