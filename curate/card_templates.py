@@ -32,9 +32,10 @@ def card_library(card: Card) -> TemplateLibrary:
     return TemplateLibrary(load_templates(roots))
 
 
-def _resolve_task(card: Card, i: int, library: TemplateLibrary, issues: list[Issue]) -> list[Template]:
+def _resolve_task(card: Card, i: int, library: TemplateLibrary, issues: list[Issue]) -> dict[int, list[Template]]:
+    """Templates per reference index of task ``i`` (unresolvable references become issues)."""
     task = card.tasks[i]
-    out: dict[str, Template] = {}
+    out: dict[int, list[Template]] = {}
     for j, ref in enumerate(task.templates):
         loc = ("tasks", i, "templates", j)
         if is_file_ref(ref):
@@ -52,8 +53,8 @@ def _resolve_task(card: Card, i: int, library: TemplateLibrary, issues: list[Iss
             if not found:
                 issues.append(card.issue(loc, library.unmatched_message(ref)))
                 continue
-        out.update((t.id, t) for t in found)
-    return list(out.values())
+        out[j] = found
+    return out
 
 
 def template_issues(card: Card) -> tuple[dict[str, list[Template]], list[Issue]]:
@@ -66,13 +67,14 @@ def template_issues(card: Card) -> tuple[dict[str, list[Template]], list[Issue]]
     by_task: dict[str, list[Template]] = {}
     for i, task in enumerate(card.tasks):
         unresolved = len(issues)
-        by_task[task.name] = _resolve_task(card, i, library, issues)
-        if by_task[task.name] and len(issues) == unresolved:  # all of this task's references resolved
-            issues.extend(_input_issues(card, i, by_task[task.name]))
+        per_ref = _resolve_task(card, i, library, issues)
+        by_task[task.name] = list({t.id: t for found in per_ref.values() for t in found}.values())
+        if per_ref and len(issues) == unresolved:  # all of this task's references resolved
+            issues.extend(_input_issues(card, i, per_ref))
     return by_task, issues
 
 
-def _input_issues(card: Card, i: int, templates: list[Template]) -> list[Issue]:
+def _input_issues(card: Card, i: int, per_ref: dict[int, list[Template]]) -> list[Issue]:
     from cardtune.curate.sources import source_columns
 
     task = card.tasks[i]
@@ -85,7 +87,7 @@ def _input_issues(card: Card, i: int, templates: list[Template]) -> list[Issue]:
     out: list[Issue] = []
     have = set(columns)
     for j, ref in enumerate(task.templates):
-        matched = [t for t in templates if t.id == ref or _matches(t, ref)]
+        matched = per_ref.get(j, [])
         missing = sorted({name for t in matched for name in t.inputs if name not in have})
         if not missing:
             continue
@@ -101,15 +103,6 @@ def _input_issues(card: Card, i: int, templates: list[Template]) -> list[Issue]:
             )
         )
     return out
-
-
-def _matches(t: Template, ref: str) -> bool:
-    import fnmatch
-
-    if is_file_ref(ref):
-        return Path(t.file).name == Path(ref).name
-    pattern = ref if ("/" in ref or any(c in ref for c in "*?[")) else ref + "/*"
-    return fnmatch.fnmatchcase(t.id, pattern)
 
 
 def task_templates(card: Card) -> dict[str, list[Template]]:
