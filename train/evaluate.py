@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from cardtune.curate.card import Train
 from cardtune.curate.yamlsrc import UserInputError
 from cardtune.train import adapters, data, models
 from cardtune.train.progress import quiet_libraries
@@ -52,7 +53,7 @@ def _evaluate(run_dir: Path, split: str, limit: int | None, batch_size: int) -> 
     version = data.open_version(info["dataset"]["dir"])
     held = version.held_out_tasks()
     card = yaml.safe_load((run_dir / "card.yaml").read_text(encoding="utf-8")) or {}
-    max_new = int((card.get("train") or {}).get("max_new_tokens", 64))
+    max_new = Train.model_validate(card.get("train") or {}).max_new_tokens  # the card's value or its default
     loaded = adapters.load_run(run_dir)
     conversational = info["mode"] == "instruction"
     torch.manual_seed(int(info.get("seed", 0)))

@@ -31,9 +31,9 @@ from cardtune.curate.card import Card, load_card
 from cardtune.curate.yamlsrc import UserInputError
 from cardtune.train import config as cfg
 from cardtune.train import data, lengths, models, parity
+from cardtune.train.adapters import RUN_JSON
 from cardtune.train.progress import quiet_libraries
 
-RUN_JSON = "run.json"
 PARTIAL = ".partial"
 LIBRARIES = ("cardtune", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "tokenizers")
 
