@@ -346,15 +346,8 @@ class Card(_Section):
 
 def cross_checks(card: Card) -> list[tuple[tuple[str | int, ...], str]]:
     """Checks across fields that need no data. Returns (location, message) pairs."""
-    problems: list[tuple[tuple[str | int, ...], str]] = []
-    seen: dict[str, int] = {}
+    problems = duplicate_task_names([t.name for t in card.tasks])
     for i, task in enumerate(card.tasks):
-        if task.name in seen:
-            problems.append(
-                (("tasks", i, "name"), f"duplicate task name {task.name!r} (also tasks[{seen[task.name]}])")
-            )
-        else:
-            seen[task.name] = i
         if card.mixture.strategy == "count" and float(task.weight) != int(task.weight):
             problems.append(
                 (("tasks", i, "weight"), "with strategy `count` the weight is an example count (an integer)")
@@ -412,19 +405,24 @@ def _sft_issues(located: LocatedYaml) -> list[Issue]:
     return [located.issue(("train", "sft", key), problem) for key, problem in problems if problem is not None]
 
 
+def duplicate_task_names(names: list[str | None]) -> list[tuple[tuple[str | int, ...], str]]:
+    """``(tasks[i].name, message)`` for every name already used by an earlier task."""
+    seen: dict[str, int] = {}
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    for i, name in enumerate(names):
+        if name is None:
+            continue
+        if name in seen:
+            out.append((("tasks", i, "name"), f"duplicate task name {name!r} (also tasks[{seen[name]}])"))
+        else:
+            seen[name] = i
+    return out
+
+
 def _partial_cross_checks(located: LocatedYaml) -> list[Issue]:
     """Duplicate task names even when other errors stopped full validation (so all mistakes show at once)."""
     tasks = located.data.get("tasks") if isinstance(located.data, dict) else None
-    out: list[Issue] = []
-    if isinstance(tasks, list):
-        seen: dict[str, int] = {}
-        for i, task in enumerate(tasks):
-            name = task.get("name") if isinstance(task, dict) else None
-            if isinstance(name, str):
-                if name in seen:
-                    out.append(
-                        located.issue(("tasks", i, "name"), f"duplicate task name {name!r} (also tasks[{seen[name]}])")
-                    )
-                else:
-                    seen[name] = i
-    return out
+    if not isinstance(tasks, list):
+        return []
+    names = [t.get("name") if isinstance(t, dict) and isinstance(t.get("name"), str) else None for t in tasks]
+    return [located.issue(loc, msg) for loc, msg in duplicate_task_names(names)]

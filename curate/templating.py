@@ -280,15 +280,11 @@ def _is_promptsource(data: object) -> bool:
 def load_template_file(path: Path) -> list[Template]:
     """Load one file: our format, or a promptsource ``templates.yaml`` (converted; see ``promptsource.py``)."""
     text = read_user_file(path, what="template file")
-    if "!Template" in text:
-        from cardtune.curate.promptsource import import_promptsource
+    located = None if "!Template" in text else load_located(text, str(path))
+    if located is None or _is_promptsource(located.data):
+        from cardtune.curate.promptsource import convert_promptsource
 
-        return import_promptsource(path).templates
-    located = load_located(text, str(path))
-    if _is_promptsource(located.data):
-        from cardtune.curate.promptsource import import_promptsource
-
-        return import_promptsource(path).templates
+        return convert_promptsource(text, str(path)).templates  # the text already read, not the file again
     return templates_from_located(located, text)
 
 
