@@ -5,6 +5,7 @@ Exit codes: 0 ok, 1 invalid input (cards, templates, data), 2 usage error (typer
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,10 @@ from rich.console import Console
 
 from cardtune.curate.yamlsrc import UserInputError
 
-console = Console(highlight=False)
+# Piped output (CI logs, `| less`) gets 120 columns instead of rich's 80, so report tables stay readable;
+# a terminal, or COLUMNS, decides otherwise.
+_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 120
+console = Console(highlight=False, width=_WIDTH)
 # Error lines are never wrapped: `file:line: field: message` must stay one line for editors and grep.
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
