@@ -46,6 +46,8 @@ def diff_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Change]:
             changes.append(Change(section, path, old, new))
     if ia.get("cardtune") != ib.get("cardtune"):
         changes.append(Change("cardtune", "version", ia.get("cardtune"), ib.get("cardtune")))
+    if ia.get("code") != ib.get("code"):
+        changes.append(Change("cardtune", "curation code", ia.get("code"), ib.get("code")))
     for path, old, new in _walk(a.get("counts", {}), b.get("counts", {}), ""):
         changes.append(Change("counts", path, old, new))
     return changes

@@ -2,15 +2,17 @@
 
 Inputs: the card's data sections (validated, with defaults filled in), the bytes of every template used,
 a content hash of every source (file bytes, or a hub commit sha), of every benchmark set and tokenizer file the
-filters and the mixture read, and cardtune's version. Anything that
+filters and the mixture read, cardtune's version, and a hash of the curation code itself. Anything that
 cannot be hashed raises — there is never a random fallback (DESIGN §10.5).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import cardtune
@@ -43,7 +45,21 @@ def version_inputs(
         "sources": dict(sorted(source_hashes.items())),
         "other": dict(sorted(other_hashes.items())),
         "cardtune": cardtune.__version__,
+        "code": code_fingerprint(),
     }
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """sha256 over the curation code itself (``cardtune.curate``'s modules).
+
+    The version label alone is not enough: between releases (or in a checkout) a change to how rows are rendered,
+    filtered or mixed must not reuse a version built by the old code under the same id.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return "sha256:" + digest.hexdigest()
 
 
 def version_id(inputs: Mapping[str, Any]) -> str:

@@ -262,3 +262,13 @@ def test_stored_rows_flatten_to_the_text_the_filters_saw(tmp_path: Path, mode: s
     again = with_flat_text(public_frame(rendered))
     assert again[PROMPT_TEXT].to_list() == rendered[PROMPT_TEXT].to_list()
     assert again[COMPLETION_TEXT].to_list() == rendered[COMPLETION_TEXT].to_list()
+
+
+def test_curation_code_is_part_of_the_id(tmp_path: Path) -> None:
+    from cardtune.curate.fingerprint import code_fingerprint, version_id
+
+    result = build(make_project(tmp_path), dry_run=True)
+    inputs = result.manifest["inputs"]
+    assert inputs["code"] == code_fingerprint() and inputs["code"].startswith("sha256:")
+    assert version_id(inputs) == result.version_id
+    assert version_id({**inputs, "code": "sha256:" + "0" * 64}) != result.version_id
