@@ -43,6 +43,11 @@ class LengthReport:
         return asdict(self)
 
 
+def with_eos(completion: str, eos: str) -> str:
+    """A plain-text completion as TRL trains it: ending in the EOS token (added once)."""
+    return completion if completion.endswith(eos) else completion + eos
+
+
 def lengths(tokenizer: Any, dataset: Any, conversational: bool) -> tuple[list[int], list[int]]:
     """(prompt lengths, prompt+completion lengths) in tokens for every row of ``dataset``."""
     prompts, completions = list(dataset["prompt"]), list(dataset["completion"])
@@ -55,7 +60,7 @@ def lengths(tokenizer: Any, dataset: Any, conversational: bool) -> tuple[list[in
     else:
         eos = tokenizer.eos_token or ""
         p_text = list(prompts)
-        f_text = [p + (c if c.endswith(eos) else c + eos) for p, c in zip(prompts, completions, strict=True)]
+        f_text = [p + with_eos(c, eos) for p, c in zip(prompts, completions, strict=True)]
         add_special = True
     p_ids = tokenizer(p_text, add_special_tokens=add_special)["input_ids"]
     f_ids = tokenizer(f_text, add_special_tokens=add_special)["input_ids"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cardtune.curate.yamlsrc import UserInputError
+from cardtune.train.lengths import with_eos
 
 SAMPLE = 32
 
@@ -62,7 +63,7 @@ def token_ids(tokenizer: Any, row: dict[str, Any], conversational: bool) -> tupl
             raise UserInputError(f"chat template failed to render row {row.get('source_ref', '?')}: {exc}") from None
         return list(prompt), list(full)
     eos = tokenizer.eos_token or ""
-    completion = row["completion"] if row["completion"].endswith(eos) else row["completion"] + eos
+    completion = with_eos(row["completion"], eos)
     return list(tokenizer(row["prompt"])["input_ids"]), list(tokenizer(row["prompt"] + completion)["input_ids"])
 
 
