@@ -142,9 +142,8 @@ def length_table(stats: pl.DataFrame) -> Table:
     return table
 
 
-def rejects_table(version_dir: Path, limit: int = 20) -> Table:
+def rejects_table(rejects: pl.DataFrame, limit: int = 20) -> Table:
     """Why rows were dropped: counts per filter and reason, then example rows with their evidence."""
-    rejects = pl.read_parquet(version_dir / "rejects.parquet")
     table = Table(title=f"rejects ({rejects.height:,} rows): why each was dropped", title_justify="left")
     for col in ("filter", "reason", "task", "source_ref", "duplicate of", "evidence"):
         table.add_column(col, overflow="fold")
@@ -157,8 +156,7 @@ def rejects_table(version_dir: Path, limit: int = 20) -> Table:
     return table
 
 
-def reject_reasons_table(version_dir: Path) -> Table:
-    rejects = pl.read_parquet(version_dir / "rejects.parquet")
+def reject_reasons_table(rejects: pl.DataFrame) -> Table:
     agg = rejects.group_by("filter", "reason", TASK).len().sort("filter", "reason", TASK)
     table = Table(title="drops per filter, reason and task", title_justify="left")
     for col in ("filter", "reason", "task", "rows"):
@@ -204,7 +202,8 @@ def inspect_renderable(version_dir: Path, n_samples: int = 2, n_rejects: int = 1
     stats = length_stats(version_dir)
     if stats.height:
         parts.append(length_table(stats))
-    parts += [reject_reasons_table(version_dir), rejects_table(version_dir, n_rejects)]
+    rejects = pl.read_parquet(version_dir / "rejects.parquet")  # read once for both tables
+    parts += [reject_reasons_table(rejects), rejects_table(rejects, n_rejects)]
     reports = manifest.get("filter_reports", {})
     parts += [report_table(name, reports[name]) for name in filter_names(manifest) if name in reports]
     if n_samples:
