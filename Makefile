@@ -60,7 +60,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 docs: $(STAMP)
-	$(BIN)/python -m cardtune.curate.cardref > data_cards/README.md
+	$(BIN)/python -m cardtune.curate.card.cardref > data_cards/README.md
 
 bench: $(STAMP)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -36,7 +36,7 @@ WORDS = (  # noqa: SIM905 (a word list is easier to read as one string)
 
 def _inputs_of(family: str) -> dict[str, object]:
     """The input names a family's templates declare (read from the shipped library)."""
-    from cardtune.curate.templating import TemplateLibrary
+    from cardtune.curate.templating.library import TemplateLibrary
 
     lib = TemplateLibrary.load()
     names: dict[str, object] = {}

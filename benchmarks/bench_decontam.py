@@ -23,8 +23,7 @@ import numpy as np
 import polars as pl
 from bench_dedup import PeakRSS
 
-from cardtune.curate.card import Benchmark, Decontaminate
-from cardtune.curate.decontam import decontaminate
+from cardtune.curate.filters.decontaminate import Benchmark, Decontaminate, decontaminate
 
 N = 13
 _WORD = re.compile(r"\w+")

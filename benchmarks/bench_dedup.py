@@ -35,8 +35,8 @@ import numpy as np
 import polars as pl
 import psutil
 
-from cardtune.curate.card import ExactDedup, NearDedup
-from cardtune.curate.dedup import exact_dedup, near_dedup
+from cardtune.curate.filters.exact_dedup import ExactDedup, exact_dedup
+from cardtune.curate.filters.near_dedup import NearDedup, near_dedup
 
 THRESHOLD = 0.8
 NUM_PERM = 128

@@ -25,11 +25,11 @@ from collections.abc import Callable
 import jinja2
 import polars as pl
 
-from cardtune.curate import fastrender
-from cardtune.curate.card import Source, Task
-from cardtune.curate.jinja_env import ENV
-from cardtune.curate.render import render_task
-from cardtune.curate.templating import Template, TemplateLibrary
+from cardtune.curate.card.schema import Source, Task
+from cardtune.curate.templating import fastrender
+from cardtune.curate.templating.jinja_env import ENV
+from cardtune.curate.templating.library import Template, TemplateLibrary
+from cardtune.curate.templating.render import render_task
 
 WORDS = [
     *("the", "a", "model", "river", "city", "quickly", "green", "reads", "data", "small", "bright", "under"),

@@ -130,7 +130,7 @@ def main() -> int:
         ),
         encoding="utf-8",
     )
-    from cardtune.curate.card import load_card
+    from cardtune.curate.card.load import load_card
 
     # The plain script gets exactly the SFTConfig values cardtune resolves (same lr, precision, seed, ...).
     sft = cfg.sft_kwargs(load_card(card), on_gpu=False)

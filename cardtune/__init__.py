@@ -21,7 +21,7 @@ if (_root / "curate" / "__init__.py").is_file() and (_root / "pyproject.toml").i
     __path__.append(str(_root))
 
 if TYPE_CHECKING:
-    from cardtune.curate.card import Card
+    from cardtune.curate.card.schema import Card
     from cardtune.curate.pipeline import BuildResult
 
 __all__ = ["__version__", "build", "load", "load_card", "tune"]
@@ -29,7 +29,7 @@ __all__ = ["__version__", "build", "load", "load_card", "tune"]
 
 def load_card(path: str | _Path) -> Card:
     """Read and validate a dataset card (raises ``UserInputError`` listing every mistake with its line)."""
-    from cardtune.curate.card import load_card as _load_card
+    from cardtune.curate.card.load import load_card as _load_card
 
     return _load_card(path)
 
@@ -45,7 +45,7 @@ def build(
 
 def load(version_dir: str | _Path) -> Any:
     """A built version as a ``datasets.DatasetDict`` with ``train``, ``eval`` and ``heldout`` splits."""
-    from cardtune.curate.store import load_version
+    from cardtune.curate.store.versions import load_version
 
     return load_version(version_dir)
 

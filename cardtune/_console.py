@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.errors import UserInputError
 
 # Piped output (CI logs, `| less`) gets 120 columns instead of rich's 80, so report tables stay readable;
 # a terminal, or COLUMNS, decides otherwise.

@@ -45,8 +45,8 @@ def validate(
     cards: Annotated[list[Path], typer.Argument(help="Card files to check.", show_default=False)],
 ) -> None:
     """Check cards: schema, cross-field rules, template references and source columns. Never imports torch."""
-    from cardtune.curate.validate import validate_card
-    from cardtune.curate.yamlsrc import UserInputError
+    from cardtune.curate.card.validate import validate_card
+    from cardtune.curate.errors import UserInputError
 
     bad = 0
     for path in cards:
@@ -70,7 +70,7 @@ def init(
     """Write a commented starter card (and a tiny sample source next to it) that validates and builds."""
     import re
 
-    from cardtune.curate.starter import starter_files
+    from cardtune.curate.card.starter import starter_files
 
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
         raise fail(f"{name!r}: use letters, digits, '.', '_' or '-' for a dataset name", code=2)
@@ -94,7 +94,7 @@ def schema(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file instead of stdout.")] = None,
 ) -> None:
     """Print the card's JSON Schema (for editor completion, e.g. yaml-language-server)."""
-    from cardtune.curate.card import Card
+    from cardtune.curate.card.schema import Card
 
     text = json.dumps(Card.model_json_schema(), indent=2, sort_keys=True) + "\n"
     if output is None:

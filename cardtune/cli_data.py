@@ -20,9 +20,9 @@ def build(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")] = False,
 ) -> None:
     """Build the dataset version a card describes (content-addressed; a cache hit when nothing changed)."""
-    from cardtune.curate.card import load_card
+    from cardtune.curate.card.load import load_card
     from cardtune.curate.pipeline import build as build_version
-    from cardtune.curate.report import counts_table, plan_table
+    from cardtune.curate.reporting.tables import counts_table, plan_table
 
     with user_errors():
         # build() resolves templates and checks source columns itself (the same checks as `cardtune validate`)
@@ -47,7 +47,7 @@ def ls(
     root: Annotated[Path, typer.Argument(help="Output root holding <name>/<id>/ versions.")] = Path("datasets"),
 ) -> None:
     """List dataset versions per card."""
-    from cardtune.curate.store import list_versions
+    from cardtune.curate.store.versions import list_versions
 
     versions = list_versions(root)
     if not versions:
@@ -76,8 +76,8 @@ def inspect(
     rejects: Annotated[int, typer.Option("--rejects", help="Rejected rows to list with their evidence.")] = 10,
 ) -> None:
     """Tables for a version: requested vs realized mix, the filter funnel, lengths, rejects and samples."""
-    from cardtune.curate.report import inspect_renderable
-    from cardtune.curate.store import resolve_version
+    from cardtune.curate.reporting.tables import inspect_renderable
+    from cardtune.curate.store.versions import resolve_version
 
     with user_errors():
         vdir = resolve_version(version, root)
@@ -90,8 +90,8 @@ def diff(
     root: Annotated[Path, typer.Option("--root", help="Output root to search ids in.")] = Path("datasets"),
 ) -> None:
     """What changed between two versions: card fields, templates, sources, and the counts they produced."""
-    from cardtune.curate.diff import diff_manifests
-    from cardtune.curate.store import read_manifest, resolve_version
+    from cardtune.curate.store.diff import diff_manifests
+    from cardtune.curate.store.versions import read_manifest, resolve_version
 
     with user_errors():
         ma = read_manifest(resolve_version(a, root))
@@ -120,8 +120,8 @@ def report(
     open_: Annotated[bool, typer.Option("--open", help="Open the report in the default browser.")] = False,
 ) -> None:
     """Write a self-contained report.html with charts: mixture, lengths, filter funnel, rejects."""
-    from cardtune.curate.html_report import write_report
-    from cardtune.curate.store import resolve_version
+    from cardtune.curate.reporting.html import write_report
+    from cardtune.curate.store.versions import resolve_version
 
     with user_errors():
         path = write_report(resolve_version(version, root), output)

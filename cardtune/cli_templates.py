@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cardtune._console import console, err_console, fail, print_issues, user_errors
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.errors import UserInputError
 
 FIELD_STYLES = ("bold cyan", "bold magenta", "bold green", "bold yellow", "bold blue", "bold red")
 _OPEN, _SEP, _CLOSE = "\ue000", "\ue001", "\ue002"
@@ -28,7 +28,7 @@ DirOption = Annotated[
 
 
 def _library(dirs: list[Path] | None) -> Any:
-    from cardtune.curate.templating import TemplateLibrary
+    from cardtune.curate.templating.library import TemplateLibrary
 
     return TemplateLibrary.load(*(dirs or []))
 
@@ -63,7 +63,7 @@ def _styled(text: str, names: list[str]) -> Text:
 
 
 def _preview(t: Any, row: dict[str, Any], h: int, title: str) -> Panel:
-    from cardtune.curate.render import RenderError, render_row
+    from cardtune.curate.templating.render import RenderError, render_row
 
     names = t.inputs
     marked = {n: _mark(row[n], i) for i, n in enumerate(names)}
@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
             lib = _library(dirs)
             families = lib.families()
             if family is not None and family not in families:
-                from cardtune.curate.yamlsrc import did_you_mean
+                from cardtune.curate.errors import did_you_mean
 
                 raise fail(f"unknown family {family!r}{did_you_mean(family, families)}")
             table = Table(show_lines=False)
@@ -148,12 +148,12 @@ def register(app: typer.Typer) -> None:
         with user_errors():
             t = _library(dirs).get(template_id)
             rows = _read_rows(source, column or [], task)
-            from cardtune.curate.jinja_env import stable_hash
-            from cardtune.curate.render import RenderError
+            from cardtune.curate.templating.jinja_env import stable_hash
+            from cardtune.curate.templating.render import RenderError
 
             missing = [name for name in t.inputs if name not in rows.columns]
             if missing:
-                from cardtune.curate.yamlsrc import did_you_mean
+                from cardtune.curate.errors import did_you_mean
 
                 hint = did_you_mean(missing[0], rows.columns)
                 raise fail(
@@ -173,7 +173,7 @@ def register(app: typer.Typer) -> None:
         paths: Annotated[list[Path] | None, typer.Argument(help="Files/directories (default: the library).")] = None,
     ) -> None:
         """Lint templates: parse, inputs == variables, example rows render, whitespace, answer choices."""
-        from cardtune.curate.lint import lint_paths
+        from cardtune.curate.templating.lint import lint_paths
 
         with user_errors():
             report = lint_paths(paths or [])
@@ -195,7 +195,7 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write cardtune's format here.")] = None,
     ) -> None:
         """Convert a promptsource templates.yaml; report per template what could not be converted."""
-        from cardtune.curate.promptsource import import_promptsource
+        from cardtune.curate.templating.promptsource import import_promptsource
 
         with user_errors():
             conv = import_promptsource(path)
@@ -209,8 +209,9 @@ def register(app: typer.Typer) -> None:
 
 def _read_rows(source: Path, renames: list[str], task_name: str = "preview") -> Any:
     """Read a data file as the build would (same reader, renames, ``source_ref``)."""
-    from cardtune.curate.card import Card
-    from cardtune.curate.sources import load_source
+    from cardtune.curate.card.schema import Card
+    from cardtune.curate.inputs import resolve_inputs
+    from cardtune.curate.sources.read import load_source
 
     columns: dict[str, str] = {}
     for item in renames:
@@ -220,4 +221,4 @@ def _read_rows(source: Path, renames: list[str], task_name: str = "preview") -> 
         columns[target] = col
     task = {"name": task_name, "source": {"path": str(source.resolve())}, "columns": columns}
     card = Card.model_validate({"name": "preview", "tasks": [task]})
-    return load_source(card, card.tasks[0])
+    return load_source(resolve_inputs(card).sources[task_name], card.tasks[0])

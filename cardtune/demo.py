@@ -10,16 +10,16 @@ import time
 from pathlib import Path
 
 from cardtune._console import console, print_issues
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.errors import UserInputError
 
 CARD = Path("data_cards/demo.yaml")
 
 
 def main(card_path: Path = CARD) -> int:
     """Run the demo; returns the process exit code."""
+    from cardtune.curate.card.validate import validate_card
     from cardtune.curate.pipeline import build
-    from cardtune.curate.report import counts_table, mixture_table
-    from cardtune.curate.validate import validate_card
+    from cardtune.curate.reporting.tables import counts_table, mixture_table
 
     start = time.perf_counter()
     try:

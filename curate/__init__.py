@@ -1,7 +1,7 @@
 """cardtune.curate: from a card to a versioned dataset — card schema, sources, templates, filters, mixing, store.
 
 Never imports torch. The main entry points are re-exported here lazily (PEP 562), so importing one small module
-(``cardtune.curate.yamlsrc`` for the CLI's error printing) does not pull in polars, numpy and Jinja.
+(``cardtune.curate.card.yamlsrc`` for the CLI's error printing) does not pull in polars, numpy and Jinja.
 """
 
 from __future__ import annotations
@@ -11,18 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "BuildResult": "pipeline",
-    "Card": "card",
-    "Issue": "yamlsrc",
-    "Template": "templating",
-    "TemplateLibrary": "templating",
-    "UserInputError": "yamlsrc",
+    "Card": "card.schema",
+    "Issue": "errors",
+    "Template": "templating.library",
+    "TemplateLibrary": "templating.library",
+    "UserInputError": "errors",
     "build": "pipeline",
-    "import_promptsource": "promptsource",
-    "lint_paths": "lint",
-    "load_card": "card",
-    "load_version": "store",
-    "read_manifest": "store",
-    "render_task": "render",
+    "import_promptsource": "templating.promptsource",
+    "lint_paths": "templating.lint",
+    "load_card": "card.load",
+    "load_version": "store.versions",
+    "read_manifest": "store.versions",
+    "render_task": "templating.render",
 }
 __all__ = [
     "BuildResult",
@@ -41,14 +41,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from cardtune.curate.card import Card, load_card
-    from cardtune.curate.lint import lint_paths
+    from cardtune.curate.card.load import load_card
+    from cardtune.curate.card.schema import Card
+    from cardtune.curate.errors import Issue, UserInputError
     from cardtune.curate.pipeline import BuildResult, build
-    from cardtune.curate.promptsource import import_promptsource
-    from cardtune.curate.render import render_task
-    from cardtune.curate.store import load_version, read_manifest
-    from cardtune.curate.templating import Template, TemplateLibrary
-    from cardtune.curate.yamlsrc import Issue, UserInputError
+    from cardtune.curate.store.versions import load_version, read_manifest
+    from cardtune.curate.templating.library import Template, TemplateLibrary
+    from cardtune.curate.templating.lint import lint_paths
+    from cardtune.curate.templating.promptsource import import_promptsource
+    from cardtune.curate.templating.render import render_task
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,8 @@
 """``build(card)``: the straight-line recipe from a card to a dataset version (torchtune's recipe style).
 
-load + render each task → quality → exact dedup → near dedup → decontaminate → split (held-out tasks whole;
-seeded per-task eval split) → mix the train pools → write the version atomically (manifest last).
+resolve inputs (``cardtune.curate.inputs``) → load + render each task → the registered filters in order
+(``cardtune.curate.filters.FILTERS``) → split (held-out tasks whole; seeded per-task eval split) → mix the
+train pools → write the version atomically (manifest last).
 The eval split is taken from the unique filtered rows *before* mixing, so upsampled copies of a row can never
 land in both train and eval. Every step is visible here; there is no control flow hidden in base classes.
 """
@@ -19,14 +20,19 @@ import numpy as np
 import polars as pl
 
 import cardtune
-from cardtune.curate import store
-from cardtune.curate.card import Card, load_card
-from cardtune.curate.datacard import render_readme
-from cardtune.curate.fingerprint import sha256_bytes, version_id, version_inputs
-from cardtune.curate.mixing import TaskPlan, apply_mixture, plan_mixture, stable_keys
+from cardtune.curate import filters
+from cardtune.curate.card.load import load_card
+from cardtune.curate.card.schema import Card
+from cardtune.curate.filters.base import BuildContext
+from cardtune.curate.inputs import NamedInput, ResolvedInputs, resolve_inputs
+from cardtune.curate.mixing.mixture import TaskPlan, apply_mixture, plan_mixture
+from cardtune.curate.mixing.split import ROW, split_eval
 from cardtune.curate.progress import Steps
-from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, SOURCE_REF, TASK, StepResult, empty_rejects
-from cardtune.curate.sources import input_fingerprint, load_source, source_fingerprint
+from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, SOURCE_REF, TASK, empty_rejects
+from cardtune.curate.sources.read import load_source
+from cardtune.curate.store import versions as store
+from cardtune.curate.store.datacard import render_readme
+from cardtune.curate.store.fingerprint import input_hashes, sha256_bytes, version_id, version_inputs
 from cardtune.curate.tokens import count_tokens
 
 
@@ -44,40 +50,29 @@ class BuildResult:
 
 @dataclass(frozen=True)
 class Resolved:
-    """The inputs of a build, resolved and hashed: templates per task and the version id."""
+    """The inputs of a build, resolved and hashed: the resolved inputs, templates per task and the version id."""
 
     card: Card
+    inputs: ResolvedInputs
     templates: dict[str, list[Any]]  # task name -> Template objects
-    inputs: dict[str, Any]
+    fingerprint: dict[str, Any]  # what the version id hashes (stored in the manifest as `inputs`)
     version_id: str
 
     @property
     def version_dir(self) -> Path:
-        return Path(self.card.output.dir) / self.card.name / self.version_id
+        return self.inputs.output_root / self.version_id
 
 
 def resolve(card: Card) -> Resolved:
-    """Resolve templates and fingerprint sources; compute the version id. Reads no rows."""
-    from cardtune.curate.templating import resolve_card_templates, template_bytes
+    """Resolve every input once, resolve templates, hash the inputs; compute the version id. Reads no rows."""
+    from cardtune.curate.templating.library import resolve_card_templates, template_bytes
 
-    templates = resolve_card_templates(card)
+    inputs = resolve_inputs(card)
+    templates = resolve_card_templates(card, inputs)
     template_hashes = {t.id: sha256_bytes(template_bytes(t)) for ts in templates.values() for t in ts}
-    source_hashes = {task.name: source_fingerprint(card, task) for task in card.tasks}
-    inputs = version_inputs(card.data_sections(), template_hashes, source_hashes, _other_hashes(card))
-    return Resolved(card, templates, inputs, version_id(inputs))
-
-
-def _other_hashes(card: Card) -> dict[str, str]:
-    """Content hashes of the benchmark sets and tokenizers a build reads besides its sources."""
-    out: dict[str, str] = {}
-    decon = card.filters.decontaminate
-    for bench in decon.benchmarks if decon is not None else []:
-        out[f"benchmark:{bench.name}"] = input_fingerprint(card, "benchmark", bench.path, bench.hf, bench.revision)
-    quality = card.filters.quality
-    for tokenizer in {card.mixture.tokenizer, quality.tokenizer if quality is not None else None} - {None}:
-        assert tokenizer is not None
-        out[f"tokenizer:{tokenizer}"] = input_fingerprint(card, "tokenizer", tokenizer)
-    return out
+    source_hashes, other_hashes = input_hashes(inputs)
+    fingerprint = version_inputs(card.data_sections(), template_hashes, source_hashes, other_hashes)
+    return Resolved(card, inputs, templates, fingerprint, version_id(fingerprint))
 
 
 def build(
@@ -100,7 +95,7 @@ def build(
             # Split and mix a light (row index, task, source_ref) frame; gather the heavy rows once per split.
             light = kept.select(TASK, SOURCE_REF).with_row_index(ROW)
             heldout_idx, eval_idx, pools = split_eval(light, card)
-            row_tokens = _row_tokens(kept, card.mixture.tokenizer)  # counted once, gathered for train
+            row_tokens = _row_tokens(kept, _mixture_tokenizer(resolved.inputs))  # counted once, gathered for train
             avg_tokens = {t: mean for t, (_, mean) in _per_task_tokens(light[TASK], row_tokens).items()}
             sizes = {n: f.height for n, f in pools.items()}
             plans = plan_mixture(
@@ -129,14 +124,14 @@ def build(
 
 
 def _load_and_render(resolved: Resolved, steps: Steps) -> tuple[pl.DataFrame, dict[str, int]]:
-    from cardtune.curate.render import render_task
+    from cardtune.curate.templating.render import render_task
 
     card = resolved.card
     frames: list[pl.DataFrame] = []
     counts: dict[str, int] = {}
     with steps.step("load + render", total=len(card.tasks)) as advance:
         for task in card.tasks:
-            raw = load_source(card, task)
+            raw = load_source(resolved.inputs.sources[task.name], task)
             counts[task.name] = raw.height
             frames.append(render_task(raw, task, resolved.templates[task.name], card.mode, card.mixture.seed))
             advance(1)
@@ -146,90 +141,30 @@ def _load_and_render(resolved: Resolved, steps: Steps) -> tuple[pl.DataFrame, di
 def _filter(
     card: Card, resolved: Resolved, rows: pl.DataFrame, steps: Steps
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any], dict[str, dict[str, int]]]:
-    """Run the configured filters in order; collect rejects, reports and per-task drop counts."""
-    from cardtune.curate.decontam import decontaminate
-    from cardtune.curate.dedup import exact_dedup, near_dedup
-    from cardtune.curate.quality import quality_filter
-
-    f = card.filters
+    """Run the card's filters in registry order; collect rejects, reports and per-task drop counts."""
+    boilerplate = {t.id: t.literal_text() for ts in resolved.templates.values() for t in ts}
+    ctx = BuildContext(resolved.inputs, boilerplate)
     rejects: list[pl.DataFrame] = [empty_rejects()]
     reports: dict[str, Any] = {}
     dropped: dict[str, dict[str, int]] = {}
-
-    def record(name: str, result: StepResult) -> pl.DataFrame:
+    for flt, spec in filters.enabled(card.filters):
+        with steps.step(flt.title):
+            result = flt.run(rows, spec, ctx)
         rejects.append(result.rejects)
         if result.report:
-            reports[name] = result.report
-        per_task = result.rejects.group_by("task").len().sort("task")
-        dropped[name] = dict(zip(per_task["task"].to_list(), per_task["len"].to_list(), strict=True))
-        return result.kept
-
-    if f.quality is not None:
-        with steps.step("quality"):
-            rows = record("quality", quality_filter(rows, f.quality))
-    if f.dedup.exact is not None:
-        with steps.step("exact dedup"):
-            rows = record("exact_dedup", exact_dedup(rows, f.dedup.exact))
-    if f.dedup.near is not None:
-        with steps.step("near dedup"):
-            against = [_earlier_rows(card, ref) for ref in f.dedup.near.against]
-            rows = record("near_dedup", near_dedup(rows, f.dedup.near, against=against))
-    if f.decontaminate is not None:
-        with steps.step("decontaminate"):
-            boilerplate = {t.id: t.literal_text() for ts in resolved.templates.values() for t in ts}
-            rows = record("decontaminate", decontaminate(rows, f.decontaminate, card.base_dir, boilerplate))
+            reports[flt.name] = result.report
+        per_task = result.rejects.group_by(TASK).len().sort(TASK)
+        dropped[flt.name] = dict(zip(per_task[TASK].to_list(), per_task["len"].to_list(), strict=True))
+        rows = result.kept
     return rows, pl.concat(rejects, how="vertical"), reports, dropped
 
 
-def _earlier_rows(card: Card, ref: str) -> pl.DataFrame:
-    """Rows of an earlier version (train + eval) with their flat text, for dedup against released data."""
-    from cardtune.curate.rows import with_flat_text
-
-    path = card.resolve(ref)
-    version_dir = path if path.is_dir() else store.resolve_version(ref, card.output.dir)
-    frames = [store.read_split(version_dir, s) for s in ("train", "eval")]
-    return with_flat_text(
-        pl.concat(frames, how="vertical_relaxed").unique(SOURCE_REF, keep="first", maintain_order=True)
-    )
+def _mixture_tokenizer(inputs: ResolvedInputs) -> NamedInput | None:
+    value = inputs.card.mixture.tokenizer
+    return inputs.tokenizer(value) if value is not None else None
 
 
-ROW = "_row"
-
-
-def split_eval(light: pl.DataFrame, card: Card) -> tuple[pl.Series, pl.Series, dict[str, pl.DataFrame]]:
-    """Held-out tasks whole; per trained task a seeded eval sample; the rest are the train pools.
-
-    ``light`` holds ``_row`` (index into the filtered rows), ``task`` and ``source_ref``. Returns the row
-    indices of heldout and eval (in row order) and each trained task's pool (a ``light`` slice).
-    """
-    held = [t.name for t in card.tasks if t.held_out]
-    heldout_idx = light.filter(pl.col(TASK).is_in(held))[ROW]
-    eval_parts: list[pl.Series] = []
-    pools: dict[str, pl.DataFrame] = {}
-    for task in card.tasks:
-        if task.held_out:
-            continue
-        frame = light.filter(pl.col(TASK) == task.name)
-        k = eval_count(frame.height, card.split.eval_fraction)
-        order = np.argsort(
-            stable_keys(card.split.seed, f"eval:{task.name}", frame[SOURCE_REF].to_list()), kind="stable"
-        )
-        mask = np.zeros(frame.height, dtype=bool)
-        mask[order[:k]] = True
-        eval_parts.append(frame.filter(pl.Series(mask))[ROW])
-        pools[task.name] = frame.filter(pl.Series(~mask))
-    eval_idx = pl.concat(eval_parts) if eval_parts else heldout_idx.head(0)
-    return heldout_idx, eval_idx, pools
-
-
-def eval_count(n: int, fraction: float) -> int:
-    """Eval rows for a task of ``n`` rows: round(n·fraction), at least 1 when fraction > 0 and n ≥ 2."""
-    if fraction <= 0 or n < 2:
-        return 0
-    return min(max(1, round(n * fraction)), n - 1)
-
-
-def _row_tokens(frame: pl.DataFrame, tokenizer: str | None) -> np.ndarray:
+def _row_tokens(frame: pl.DataFrame, tokenizer: NamedInput | None) -> np.ndarray:
     """Tokens of prompt + completion per row (whitespace words without a tokenizer)."""
     if frame.height == 0:
         return np.zeros(0, dtype=np.int64)
@@ -274,7 +209,7 @@ def _manifest(
         "cardtune": cardtune.__version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "card_path": str(card.path) if card.path else None,
-        "inputs": resolved.inputs,
+        "inputs": resolved.fingerprint,
         "tasks": [
             {"name": t.name, "held_out": t.held_out, "templates": [x.id for x in resolved.templates[t.name]]}
             for t in card.tasks

@@ -1,6 +1,8 @@
 """Helpers for testing templates, filters and cards — ours and our users' (like ``polars.testing``).
 
 * ``rendered_rows`` — a frame in the row contract (``curate/rows.py``) from plain texts, for filter tests;
+* ``filter_context`` — the build context a filter runs with, its inputs resolved against a folder;
+* ``run_filter`` — run one registered filter by name on rows, as the pipeline does;
 * ``assert_templates_lint`` — lint template files/folders and fail with every problem listed;
 * ``assert_build_reproducible`` — build a card twice into a scratch folder and compare the bytes.
 """
@@ -11,9 +13,12 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
+from cardtune.curate.card.section import Section
+from cardtune.curate.filters.base import BuildContext
 from cardtune.curate.rows import COMPLETION_TEXT, FIELDS_TEXT, PROMPT_TEXT, SOURCE_REF, TASK, TEMPLATE_ID
 
 
@@ -42,7 +47,7 @@ def rendered_rows(
 
 def assert_templates_lint(*paths: str | Path) -> None:
     """Lint template files or folders (parse, inputs, render fixtures, ids); raise listing every error."""
-    from cardtune.curate.lint import lint_paths
+    from cardtune.curate.templating.lint import lint_paths
 
     report = lint_paths([Path(p) for p in paths])
     if not report.ok:
@@ -51,7 +56,7 @@ def assert_templates_lint(*paths: str | Path) -> None:
 
 def assert_build_reproducible(card_path: str | Path) -> str:
     """Build a card twice (in a scratch output folder) and assert byte-identical files; returns the version id."""
-    from cardtune.curate.card import load_card
+    from cardtune.curate.card.load import load_card
     from cardtune.curate.pipeline import build
 
     card = load_card(card_path)
@@ -69,3 +74,35 @@ def assert_build_reproducible(card_path: str | Path) -> str:
         return first.version_id
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def filter_context(
+    base_dir: str | Path, *specs: Section, boilerplate: dict[str, str] | None = None, output_dir: str = "datasets"
+) -> BuildContext:
+    """A ``BuildContext`` for calling filters directly: the inputs the ``specs`` name resolved against ``base_dir``.
+
+    Resolution follows the card rule (relative to the card's folder); ``base_dir`` plays the card's folder.
+    """
+    from cardtune.curate import filters
+    from cardtune.curate.card.schema import Card
+    from cardtune.curate.errors import Issue, UserInputError
+    from cardtune.curate.inputs import ResolvedInputs, resolve_refs
+
+    card = Card.model_validate({"name": "test", "tasks": [{"name": "t", "source": {"path": "-"}}]})
+    card._path = (Path(base_dir) / "card.yaml").resolve()
+    refs = [ref for spec in specs for f in filters.FILTERS if isinstance(spec, f.spec) for ref in f.inputs(spec)]
+    issues: list[Issue] = []
+    benchmarks, tokenizers, versions = resolve_refs(card, refs, Path(output_dir), issues)
+    if issues:
+        raise UserInputError(issues)
+    inputs = ResolvedInputs(
+        card, card.base_dir, Path(output_dir) / card.name, {}, None, {}, benchmarks, tokenizers, versions
+    )
+    return BuildContext(inputs, boilerplate or {})
+
+
+def run_filter(name: str, rows: pl.DataFrame, spec: Section, base_dir: str | Path = ".", **kwargs: Any) -> Any:
+    """Run the registered filter ``name`` on ``rows`` with ``spec`` (a ``StepResult``), as the pipeline would."""
+    from cardtune.curate import filters
+
+    return filters.by_name(name).run(rows, spec, filter_context(base_dir, spec, **kwargs))

@@ -8,44 +8,67 @@ library, loaded lazily so the core install does not need it.
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.errors import UserInputError
+
+if TYPE_CHECKING:
+    from cardtune.curate.inputs import NamedInput
 
 WORDS = "words"
 
 
-@lru_cache(maxsize=8)
-def load_tokenizer(name: str) -> Any:
-    """A ``tokenizers.Tokenizer`` from a local file/directory or a hub id (clear error offline)."""
+def load_tokenizer(named: NamedInput) -> Any:
+    """A ``tokenizers.Tokenizer`` from a resolved local file/directory or a hub id (clear error offline).
+
+    Cached per process by the file's path, size and modification time, so an edited tokenizer file is reread.
+    """
+    path = named.path
+    if path is not None and path.is_dir():
+        path = path / "tokenizer.json"
+    if path is not None:
+        if not path.is_file():
+            raise UserInputError(f"{path}: no tokenizer.json there (tokenizer {named.value!r})")
+        stat = path.stat()
+        return _from_file(str(path), stat.st_size, stat.st_mtime_ns)
+    assert named.hub_id is not None
+    return _from_hub(named.hub_id)
+
+
+def _tokenizer_class() -> Any:
     try:
         from tokenizers import Tokenizer
     except ImportError:
-        raise UserInputError(
-            f"tokenizer {name!r}: counting tokens needs `tokenizers`: pip install tokenizers"
-        ) from None
-    path = Path(name).expanduser()
-    if path.is_dir():
-        path = path / "tokenizer.json"
-    if path.is_file():
-        try:
-            return Tokenizer.from_file(str(path))
-        except Exception as exc:
-            raise UserInputError(f"{path}: not a tokenizers JSON file: {exc}") from None
+        raise UserInputError("counting tokens needs `tokenizers`: pip install tokenizers") from None
+    return Tokenizer
+
+
+@lru_cache(maxsize=8)
+def _from_file(path: str, size: int, mtime_ns: int) -> Any:
     try:
-        return Tokenizer.from_pretrained(name)
+        return _tokenizer_class().from_file(path)
+    except UserInputError:
+        raise
+    except Exception as exc:
+        raise UserInputError(f"{path}: not a tokenizers JSON file: {exc}") from None
+
+
+@lru_cache(maxsize=8)
+def _from_hub(name: str) -> Any:
+    cls = _tokenizer_class()
+    try:
+        return cls.from_pretrained(name)
     except Exception as exc:
         raise UserInputError(
             f"tokenizer {name!r}: not a local file or directory, and loading it from the hub failed ({exc}); "
-            "it needs network access or a local path"
+            "it needs network access or a local path (relative to the card's folder)"
         ) from None
 
 
-def count_tokens(texts: pl.Series, tokenizer: str | None) -> np.ndarray:
+def count_tokens(texts: pl.Series, tokenizer: NamedInput | None) -> np.ndarray:
     """Tokens per text (int64): whitespace words without a tokenizer, else the tokenizer's ids."""
     if tokenizer is None:
         return texts.fill_null("").str.count_matches(r"\S+").cast(pl.Int64).to_numpy()

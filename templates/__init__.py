@@ -1,7 +1,7 @@
 """cardtune.templates: the instruction-template library shipped as package data (``<family>/<name>.yaml``).
 
 ``library_path()`` locates it through ``importlib.resources`` so it works from a checkout, an editable
-install and a wheel alike. Loading and rendering live in ``cardtune.curate.templating``.
+install and a wheel alike. Loading and rendering live in ``cardtune.curate.templating.library``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Test fixtures for the train tests: tiny dataset versions in the store's format, and cards that point at them.
 
-Written with polars in the exact layout ``cardtune.curate.store`` reads (splits as parquet, ``manifest.json``
+Written with polars in the exact layout ``cardtune.curate.store.versions`` reads (splits as parquet, ``manifest.json``
 last), so the train tests do not depend on the template library or the build pipeline.
 """
 

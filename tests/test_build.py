@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 import cardtune
 from cardtune.cli import app
+from cardtune.curate.errors import UserInputError
 from cardtune.curate.pipeline import build
-from cardtune.curate.store import SPLITS
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.store.versions import SPLITS
 
 TEMPLATES = """\
 family: local
@@ -222,8 +222,8 @@ def test_cli_build_ls_inspect_diff(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_inspect_lists_filters_in_pipeline_order(tmp_path: Path) -> None:
-    from cardtune.curate.report import filter_names
-    from cardtune.curate.store import read_manifest
+    from cardtune.curate.reporting.tables import filter_names
+    from cardtune.curate.store.versions import read_manifest
 
     result = build(make_project(tmp_path))
     assert filter_names(read_manifest(result.version_dir)) == ["quality", "exact_dedup"]
@@ -250,11 +250,11 @@ def test_benchmark_and_tokenizer_contents_are_part_of_the_id(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("mode", ["instruction", "finetune"])
 def test_stored_rows_flatten_to_the_text_the_filters_saw(tmp_path: Path, mode: str) -> None:
-    from cardtune.curate.card import load_card
+    from cardtune.curate.card.load import load_card
     from cardtune.curate.pipeline import _load_and_render, resolve
     from cardtune.curate.progress import Steps
     from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, with_flat_text
-    from cardtune.curate.store import public_frame
+    from cardtune.curate.store.versions import public_frame
 
     resolved = resolve(load_card(make_project(tmp_path, mode=mode)))
     with Steps() as steps:
@@ -264,11 +264,14 @@ def test_stored_rows_flatten_to_the_text_the_filters_saw(tmp_path: Path, mode: s
     assert again[COMPLETION_TEXT].to_list() == rendered[COMPLETION_TEXT].to_list()
 
 
-def test_curation_code_is_part_of_the_id(tmp_path: Path) -> None:
-    from cardtune.curate.fingerprint import code_fingerprint, version_id
+def test_curation_format_is_part_of_the_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cardtune.curate.store import fingerprint
 
-    result = build(make_project(tmp_path), dry_run=True)
+    card = make_project(tmp_path)
+    result = build(card, dry_run=True)
     inputs = result.manifest["inputs"]
-    assert inputs["code"] == code_fingerprint() and inputs["code"].startswith("sha256:")
-    assert version_id(inputs) == result.version_id
-    assert version_id({**inputs, "code": "sha256:" + "0" * 64}) != result.version_id
+    assert inputs["curation_format"] == fingerprint.CURATION_FORMAT
+    assert "code" not in inputs  # no hash of source files: a refactor or a report colour keeps ids
+    assert fingerprint.version_id(inputs) == result.version_id
+    monkeypatch.setattr(fingerprint, "CURATION_FORMAT", fingerprint.CURATION_FORMAT + 1)
+    assert build(card, dry_run=True).version_id != result.version_id

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from cardtune.curate.card import Card, load_card
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.card.load import load_card
+from cardtune.curate.card.schema import Card
+from cardtune.curate.errors import UserInputError
+from cardtune.curate.inputs import card_path
 
 GOOD = """\
 name: demo
@@ -43,7 +45,8 @@ def test_good_card_loads_with_defaults(tmp_path: Path) -> None:
     assert card.mixture.strategy == "temperature"
     assert card.filters.dedup.exact is not None and card.filters.dedup.exact.scope == "both"
     assert card.filters.dedup.near is None
-    assert card.resolve("a.jsonl") == tmp_path.resolve() / "a.jsonl"
+    assert card_path("a.jsonl", card.base_dir) == tmp_path.resolve() / "a.jsonl"
+    assert card_path("~/a.jsonl", card.base_dir) == Path.home() / "a.jsonl"
     assert "train" not in card.data_sections() and "output" not in card.data_sections()
 
 

@@ -88,7 +88,7 @@ def test_python_dash_m_from_repo_root(args: list[str]) -> None:
 
 
 def test_field_reference_is_current() -> None:
-    from cardtune.curate.cardref import field_reference
+    from cardtune.curate.card.cardref import field_reference
 
     path = Path(__file__).resolve().parent.parent / "data_cards" / "README.md"
     assert path.read_text(encoding="utf-8") == field_reference(), "stale: run `make docs`"

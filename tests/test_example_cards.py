@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from cardtune.curate.card.validate import validate_card
 from cardtune.curate.pipeline import build
-from cardtune.curate.validate import validate_card
 
 CARDS = sorted((Path(__file__).resolve().parent.parent / "data_cards").glob("*.yaml"))
 

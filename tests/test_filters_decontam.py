@@ -10,10 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cardtune.curate.card import Benchmark, Decontaminate
-from cardtune.curate.decontam import decontaminate
-from cardtune.curate.testing import rendered_rows
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.errors import UserInputError
+from cardtune.curate.filters.decontaminate import Benchmark, Decontaminate, decontaminate
+from cardtune.curate.testing import filter_context, rendered_rows
 
 VOCAB = [f"tok{i}" for i in range(50)]
 ITEM = " ".join(f"bench{i}" for i in range(30))
@@ -21,6 +20,11 @@ BOILER = "please answer the following question carefully and show every single s
 
 
 rows = rendered_rows
+
+
+def decon(df: pl.DataFrame, spec: Decontaminate, base: Path, boilerplate: dict[str, str]):  # type: ignore[no-untyped-def]
+    """Run the filter as the pipeline does: its benchmark paths resolved against ``base`` (the card's folder)."""
+    return decontaminate(df, spec, filter_context(base, spec, boilerplate=boilerplate))
 
 
 def bench_file(tmp: Path, items: list[dict[str, str]]) -> Path:
@@ -51,7 +55,7 @@ def test_planted_ngram_always_caught(
         texts["completion"] if where == "completion" else None,
         texts["fields"] if where == "fields" else None,
     )
-    res = decontaminate(df, spec(), tmp_path, {})
+    res = decon(df, spec(), tmp_path, {})
     assert res.kept["source_ref"].to_list() == ["t:0"]
     ev = json.loads(res.rejects["evidence"][0])
     assert ev["item_id"] == "x1" and len(ev["ngram"].split()) == 13
@@ -63,16 +67,16 @@ def test_planted_ngram_always_caught(
 def test_boilerplate_overlap_never_counts(tmp_path: Path, payload: list[str], start: int) -> None:
     bench_file(tmp_path, [{"id": "x1", "q": BOILER}])
     prompt = " ".join(BOILER.split()[start:]) + "\n" + " ".join(payload)
-    res = decontaminate(rows([prompt]), spec(), tmp_path, {"tpl": BOILER})
+    res = decon(rows([prompt]), spec(), tmp_path, {"tpl": BOILER})
     assert res.rejects.height == 0
-    control = decontaminate(rows([prompt]), spec(), tmp_path, {})  # same row, no boilerplate: a real match
+    control = decon(rows([prompt]), spec(), tmp_path, {})  # same row, no boilerplate: a real match
     assert control.rejects.height == (1 if len(BOILER.split()) - start >= 13 else 0)
 
 
 def test_report_mode_drops_nothing(tmp_path: Path) -> None:
     bench_file(tmp_path, [{"id": "x1", "q": ITEM}, {"id": "x2", "q": "too short"}])
     df = rows([ITEM, "clean text", "has CANARY-123 inside"])
-    res = decontaminate(df, spec(mode="report", canaries=["CANARY-123"]), tmp_path, {})
+    res = decon(df, spec(mode="report", canaries=["CANARY-123"]), tmp_path, {})
     assert res.kept["source_ref"].to_list() == ["t:0", "t:1", "t:2"]  # report mode drops nothing, canaries included
     assert res.rejects.height == 0
     table = res.report["benchmarks"][0]  # type: ignore[index]
@@ -86,7 +90,7 @@ def test_report_mode_drops_nothing(tmp_path: Path) -> None:
 def test_drop_mode_drops_benchmark_hits_and_canaries(tmp_path: Path) -> None:
     bench_file(tmp_path, [{"id": "x1", "q": ITEM}])
     df = rows([ITEM, "clean text", "has CANARY-123 inside"], fields=["", "", ""])
-    res = decontaminate(df, spec(canaries=["CANARY-123"]), tmp_path, {})
+    res = decon(df, spec(canaries=["CANARY-123"]), tmp_path, {})
     assert res.kept["source_ref"].to_list() == ["t:1"]
     assert res.rejects["reason"].to_list() == ["benchmark:b", "canary"]
     assert json.loads(res.rejects["evidence"][1]) == {"canary": "CANARY-123"}
@@ -100,20 +104,20 @@ def test_benchmark_files_parquet_and_csv(tmp_path: Path, fmt: str) -> None:
     items.write_parquet(path) if fmt == "parquet" else items.write_csv(path)
     bench = Benchmark(name="b", path=path.name, fields=["q"], id_field="id")
     df = rows(["clean", "x " + " ".join(ITEM.split()[5:18]) + " y"], fields=["", ""])
-    res = decontaminate(df, Decontaminate(benchmarks=[bench]), tmp_path, {})
+    res = decon(df, Decontaminate(benchmarks=[bench]), tmp_path, {})
     assert res.kept["source_ref"].to_list() == ["t:0"]
     ev = json.loads(res.rejects["evidence"][0])
     assert ev["item_id"] == "p2" and ev["where"] == "rendered" and ev["matched_ngrams"] == 1
     missing = Benchmark(name="b", path=path.name, fields=["question"], id_field="id")
     with pytest.raises(UserInputError, match="no field 'question'"):
-        decontaminate(df, Decontaminate(benchmarks=[missing]), tmp_path, {})
+        decon(df, Decontaminate(benchmarks=[missing]), tmp_path, {})
 
 
 def test_raw_fields_and_rendered_text_in_one_pass(tmp_path: Path) -> None:
     bench_file(tmp_path, [{"id": "x1", "q": ITEM}, {"id": "x2", "q": BOILER + " extra"}])
     window = " ".join(ITEM.split()[:13])
     df = rows(["a", window, "b", "c"], fields=[window, window, "", BOILER])
-    res = decontaminate(df, spec(), tmp_path, {"tpl": BOILER})
+    res = decon(df, spec(), tmp_path, {"tpl": BOILER})
     assert res.kept["source_ref"].to_list() == ["t:2"]
     where = [json.loads(e)["where"] for e in res.rejects["evidence"]]
     assert where == ["fields", "rendered", "fields"]  # boilerplate is excluded from rendered text only
@@ -123,22 +127,24 @@ def test_raw_fields_and_rendered_text_in_one_pass(tmp_path: Path) -> None:
 def test_bad_benchmarks(tmp_path: Path) -> None:
     bench_file(tmp_path, [{"id": "x1", "question": ITEM}])
     with pytest.raises(UserInputError, match=r"no field 'q'.*did you mean|no field 'q'"):
-        decontaminate(rows(["a"]), spec(), tmp_path, {})
+        decon(rows(["a"]), spec(), tmp_path, {})
     (tmp_path / "bench.jsonl").write_text("")
     with pytest.raises(UserInputError, match=r"empty|cannot read"):
-        decontaminate(rows(["a"]), spec(), tmp_path, {})
+        decon(rows(["a"]), spec(), tmp_path, {})
     (tmp_path / "bench.jsonl").unlink()
     with pytest.raises(UserInputError, match="not found"):
-        decontaminate(rows(["a"]), spec(), tmp_path, {})
+        decon(rows(["a"]), spec(), tmp_path, {})
 
 
 def test_benchmarks_are_read_like_sources(tmp_path: Path) -> None:
-    from cardtune.curate.card import Benchmark
-    from cardtune.curate.decontam import load_benchmark
+    from cardtune.curate.filters.decontaminate import Benchmark, load_benchmark
+
+    def ctx(base: Path, bench: Benchmark):  # type: ignore[no-untyped-def]
+        return filter_context(base, Decontaminate(benchmarks=[bench]))
 
     (tmp_path / "b.tsv").write_text("question\tid\nwhat is the tallest mountain\tq1\n", encoding="utf-8")
-    items = load_benchmark(Benchmark(name="b", path="b.tsv", fields=["question"], id_field="id"), tmp_path)
+    items = load_benchmark(b := Benchmark(name="b", path="b.tsv", fields=["question"], id_field="id"), ctx(tmp_path, b))
     assert items.rows() == [("q1", "what is the tallest mountain")]
     (tmp_path / "bad.jsonl").write_text('{"question": "a"}\n{"question": \n', encoding="utf-8")
     with pytest.raises(UserInputError, match=r"bad\.jsonl:2: malformed JSON line"):
-        load_benchmark(Benchmark(name="b", path="bad.jsonl", fields=["question"]), tmp_path)
+        load_benchmark(b := Benchmark(name="b", path="bad.jsonl", fields=["question"]), ctx(tmp_path, b))

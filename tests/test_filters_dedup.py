@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from cardtune.curate import minhash, textnorm
-from cardtune.curate.card import ExactDedup, NearDedup
-from cardtune.curate.dedup import exact_dedup, near_dedup
+from cardtune.curate.filters import minhash, textnorm
+from cardtune.curate.filters.exact_dedup import ExactDedup, exact_dedup
+from cardtune.curate.filters.near_dedup import NearDedup, near_dedup
 from cardtune.curate.testing import rendered_rows
 
 frame = rendered_rows

@@ -11,10 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from cardtune.curate.card import Quality
-from cardtune.curate.quality import quality_filter
-from cardtune.curate.testing import rendered_rows
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.errors import UserInputError
+from cardtune.curate.filters.quality import Quality
+from cardtune.curate.testing import rendered_rows, run_filter
 
 rows = rendered_rows
 
@@ -33,7 +32,7 @@ def word_level_tokenizer(directory: Path) -> Path:
 
 def test_quality_rules() -> None:
     df = rows(["p", "same", "p", "p" * 50, "p"], ["", "same", "ok", "ok", "la la la la la la la la"])
-    res = quality_filter(df, Quality(min_chars=2, max_chars=40, max_repetition=0.5))
+    res = run_filter("quality", df, Quality(min_chars=2, max_chars=40, max_repetition=0.5))
     assert res.kept["source_ref"].to_list() == ["t:2"]
     assert res.rejects["reason"].to_list() == [
         "empty_completion",
@@ -58,7 +57,7 @@ def test_token_bounds(tmp_path: Path) -> None:
     path = word_level_tokenizer(tmp_path)
     # prompt + completion tokens: 1 + 2 = 3 (kept), 4 + 5 = 9 (too many), 1 + 1 = 2 (too few), "zz, q" = 3 + 1
     df = rows(["one", "one two three four", "x", "zz, q"], ["a b", "c d e f g", "y", "a"])
-    res = quality_filter(df, Quality(tokenizer=str(path), min_tokens=3, max_tokens=8))
+    res = run_filter("quality", df, Quality(tokenizer=str(path), min_tokens=3, max_tokens=8))
     assert res.kept["source_ref"].to_list() == ["t:0", "t:3"]
     assert res.rejects["reason"].to_list() == ["too_many_tokens", "too_few_tokens"]
     evidence = [json.loads(e) for e in res.rejects["evidence"]]
@@ -67,7 +66,7 @@ def test_token_bounds(tmp_path: Path) -> None:
         {"rule": "too_few_tokens", "value": 2, "bound": 3},
     ]
     # a directory holding tokenizer.json works too; the char rules come first ("x" + "y" is 2 chars)
-    by_dir = quality_filter(df, Quality(tokenizer=str(tmp_path), max_tokens=8, min_chars=5))
+    by_dir = run_filter("quality", df, Quality(tokenizer=str(tmp_path), max_tokens=8, min_chars=5))
     assert by_dir.rejects["reason"].to_list() == ["too_many_tokens", "too_short_chars"]
 
 
@@ -75,7 +74,7 @@ def test_bad_tokenizer(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("not a tokenizer")
     with pytest.raises(UserInputError, match="not a tokenizers JSON file") as info:
-        quality_filter(rows(["p"], ["c"]), Quality(tokenizer=str(bad), max_tokens=5))
+        run_filter("quality", rows(["p"], ["c"]), Quality(tokenizer=str(bad), max_tokens=5))
     assert info.value.issues[0].loc == ("filters", "quality", "tokenizer")
     with pytest.raises(ValidationError, match="need a `tokenizer`"):
         Quality(max_tokens=5)
@@ -84,8 +83,8 @@ def test_bad_tokenizer(tmp_path: Path) -> None:
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.text(alphabet="ab c\n", max_size=60), min_size=1, max_size=30), st.integers(1, 4))
 def test_repetition_matches_a_set_per_text(texts: list[str], n: int) -> None:
-    from cardtune.curate import textnorm
-    from cardtune.curate.quality import repetition
+    from cardtune.curate.filters import textnorm
+    from cardtune.curate.filters.quality import repetition
 
     series = pl.Series(texts, dtype=pl.String)
     grams = textnorm.ngrams(textnorm.words(series), n)

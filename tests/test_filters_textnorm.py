@@ -10,9 +10,9 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cardtune.curate import textnorm
-from cardtune.curate.card import ExactDedup, NearDedup
-from cardtune.curate.dedup import exact_dedup, near_dedup
+from cardtune.curate.filters import textnorm
+from cardtune.curate.filters.exact_dedup import ExactDedup, exact_dedup
+from cardtune.curate.filters.near_dedup import NearDedup, near_dedup
 from cardtune.curate.testing import rendered_rows
 
 ALPHABET = list("abcXYZ_09 \t\n.,!-çÇéÉßẞﬁＡ１’\u00a0\u2028")

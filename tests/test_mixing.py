@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cardtune.curate.card import Mixture, Source, Task
-from cardtune.curate.mixing import apply_mixture, largest_remainder, plan_mixture, sample_task, task_rate
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.card.schema import Mixture, Source, Task
+from cardtune.curate.errors import UserInputError
+from cardtune.curate.mixing.mixture import apply_mixture, largest_remainder, plan_mixture, sample_task, task_rate
 
 
 def tasks(weights: list[float], held: tuple[int, ...] = ()) -> list[Task]:
@@ -128,8 +128,8 @@ def test_sampling_is_stable_when_other_weights_change() -> None:
 
 
 def test_count_strategy_rejects_non_integers_at_load() -> None:
-    from cardtune.curate.card import card_from_located
-    from cardtune.curate.yamlsrc import load_located
+    from cardtune.curate.card.load import card_from_located
+    from cardtune.curate.card.yamlsrc import load_located
 
     text = "name: x\nmixture: {strategy: count}\ntasks:\n  - name: a\n    source: {path: a}\n    weight: 2.5\n"
     with pytest.raises(UserInputError, match=r":6: tasks\[0\].weight: with strategy `count`"):

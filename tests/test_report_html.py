@@ -10,9 +10,9 @@ from typing import Any
 import polars as pl
 import pytest
 
-from cardtune.curate.html_report import render_report, write_report
+from cardtune.curate.reporting.html import render_report, write_report
 from cardtune.curate.rows import REJECT_SCHEMA
-from cardtune.curate.store import write_parquet
+from cardtune.curate.store.versions import write_parquet
 
 EVIL = '<script>alert("pwned")</script>'
 MESSAGE = pl.List(pl.Struct({"role": pl.String(), "content": pl.String()}))

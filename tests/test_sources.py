@@ -11,9 +11,27 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from cardtune.curate.card import Card, Source, Task
-from cardtune.curate.sources import load_source, source_columns, source_fingerprint
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.card.schema import Card, Source, Task
+from cardtune.curate.errors import UserInputError
+from cardtune.curate.inputs import resolve_inputs
+from cardtune.curate.sources import read
+from cardtune.curate.store.fingerprint import source_fingerprint as _fingerprint
+
+
+def load_source(card: Card, task: Task) -> pl.DataFrame:
+    """A task's rows as the build reads them: the source resolved from the card, then read."""
+    return read.load_source(resolve_inputs(card).sources[task.name], task)
+
+
+def source_columns(card: Card, task: Task) -> list[str]:
+    return read.source_columns(resolve_inputs(card).sources[task.name], task)
+
+
+def source_fingerprint(card: Card, task: Task) -> str:
+    src = task.source
+    hub = f"{src.hf}:{src.config}:{src.split}" if src.hf is not None else None
+    return _fingerprint(resolve_inputs(card).sources[task.name], hub)
+
 
 ROWS = [{"q": f"question {i}", "a": f"answer {i}", "id": f"r{i}"} for i in range(5)]
 
@@ -126,10 +144,11 @@ def test_hub_dataset_offline_is_a_clear_error(tmp_path: Path) -> None:
     pytest.importorskip("datasets")
     # offline flags are read when huggingface_hub is imported, so check in a fresh process
     code = (
-        "from cardtune.curate.card import Card, Source, Task\n"
-        "from cardtune.curate.sources import load_source\n"
-        "task = Task(name='t', source=Source(hf='cardtune-test/does-not-exist'))\n"
-        "load_source(Card(name='c', tasks=[task]), task)\n"
+        "from cardtune.curate.card.schema import Card, Source, Task\n"
+        "from cardtune.curate.inputs import resolve_inputs\n"
+        "from cardtune.curate.sources.read import load_source\n"
+        "task = Task(name='t', source=Source(hf='cardtune-test/does-not-exist', revision='a' * 40))\n"
+        "load_source(resolve_inputs(Card(name='c', tasks=[task])).sources['t'], task)\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     result = subprocess.run(

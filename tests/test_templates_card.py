@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cardtune.curate.card import load_card
-from cardtune.curate.card_templates import task_templates
-from cardtune.curate.validate import check_templates
+from cardtune.curate.card.load import load_card
+from cardtune.curate.card.validate import check_templates
+from cardtune.curate.templating.card_templates import task_templates
 
 DATA = Path(__file__).parent / "data" / "templates"
 

@@ -73,7 +73,7 @@ templates:
 """,
         encoding="utf-8",
     )
-    from cardtune.curate.lint import lint_paths
+    from cardtune.curate.templating.lint import lint_paths
 
     errors = "\n".join(str(e) for e in lint_paths([path]).errors)
     assert "'l/undeclared': uses b but does not declare it" in errors
@@ -97,9 +97,9 @@ def test_render_preview_matches_what_the_build_renders(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from cardtune.cli import app
-    from cardtune.curate.card import Source, Task
-    from cardtune.curate.render import render_task
-    from cardtune.curate.templating import TemplateLibrary
+    from cardtune.curate.card.schema import Source, Task
+    from cardtune.curate.templating.library import TemplateLibrary
+    from cardtune.curate.templating.render import render_task
 
     rows = [
         {"premise": f"A person number {i} walks a dog.", "hypothesis": f"Someone {i} is outside.", "label": i % 3}

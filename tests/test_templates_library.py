@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cardtune.curate.lint import lint_templates
-from cardtune.curate.templating import Template, TemplateLibrary, shipped_dir
+from cardtune.curate.templating.library import Template, TemplateLibrary, shipped_dir
+from cardtune.curate.templating.lint import lint_templates
 
 LIBRARY = TemplateLibrary.load()
 
@@ -52,7 +52,7 @@ def test_resolve_globs_families_and_did_you_mean() -> None:
     assert LIBRARY.resolve(["sentiment"]) == LIBRARY.resolve(["sentiment/*"])
     both = LIBRARY.resolve(["nli/*", "nli/does-it-follow"])
     assert len(both) == len({t.id for t in both})
-    from cardtune.curate.yamlsrc import UserInputError
+    from cardtune.curate.errors import UserInputError
 
     with pytest.raises(UserInputError, match="did you mean 'nli/does-it-follow'"):
         LIBRARY.resolve(["nli/does-it-folow"])

@@ -7,11 +7,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from cardtune.curate.card import Source, Task
-from cardtune.curate.promptsource import convert_promptsource, import_promptsource
-from cardtune.curate.render import render_task
-from cardtune.curate.templating import load_template_file
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.card.schema import Source, Task
+from cardtune.curate.errors import UserInputError
+from cardtune.curate.templating.library import load_template_file
+from cardtune.curate.templating.promptsource import convert_promptsource, import_promptsource
+from cardtune.curate.templating.render import render_task
 
 FIXTURE = Path(__file__).parent / "data" / "templates" / "promptsource_rte.yaml"
 

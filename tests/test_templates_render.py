@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cardtune.curate.card import FewShot, Source, Task
-from cardtune.curate.render import render_row, render_task
-from cardtune.curate.templating import Template, TemplateLibrary, load_template_file, load_templates
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.card.schema import FewShot, Source, Task
+from cardtune.curate.errors import UserInputError
+from cardtune.curate.templating.library import Template, TemplateLibrary, load_template_file, load_templates
+from cardtune.curate.templating.render import render_row, render_task
 
 DATA = Path(__file__).parent / "data" / "templates"
 LIB = TemplateLibrary.load()
@@ -310,7 +310,7 @@ def test_passthrough_prompt_completion_columns() -> None:
 
 
 def test_template_bytes_change_with_text_only() -> None:
-    from cardtune.curate.templating import template_bytes
+    from cardtune.curate.templating.library import template_bytes
 
     t = LIB.get("nli/does-it-follow")
     assert json.loads(template_bytes(t))["id"] == t.id
@@ -321,7 +321,7 @@ def test_render_row_matches_render_task() -> None:
     t: Template = LIB.get("topic/which-section")
     rows = pl.DataFrame({"text": ["Stocks fell."], "label": [2], "source_ref": ["t:0"]})
     out = render_task(rows, Task(name="t", source=Source(path="x")), [t], "finetune", 11)
-    from cardtune.curate.jinja_env import stable_hash
+    from cardtune.curate.templating.jinja_env import stable_hash
 
     r = render_row(t, {"text": "Stocks fell.", "label": 2}, stable_hash(11, "t", "t:0", t.id))
     assert out["_prompt_text"][0] == r.prompt_text() and out["_completion_text"][0] == r.completion == "Business"

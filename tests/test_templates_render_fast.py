@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from cardtune.curate import fastrender
-from cardtune.curate.card import FewShot, Source, Task
-from cardtune.curate.render import render_task
-from cardtune.curate.templating import Template, TemplateLibrary, load_template_file
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.card.schema import FewShot, Source, Task
+from cardtune.curate.errors import UserInputError
+from cardtune.curate.templating import fastrender
+from cardtune.curate.templating.library import Template, TemplateLibrary, load_template_file
+from cardtune.curate.templating.render import render_task
 
 LIB = TemplateLibrary.load()
 MODES = ("instruction", "finetune")
@@ -302,7 +302,7 @@ def test_mixed_with_multi_turn_and_system_templates(tmp_path: Path) -> None:
 
 
 def test_prompt_messages_match_the_reference_expression() -> None:
-    from cardtune.curate.render import _msg, _simple_messages
+    from cardtune.curate.templating.render import _msg, _simple_messages
 
     body = pl.DataFrame({"_sys": [None, "s1", "s2", None, ""], "_user": ["u0", "u1", "", "u3", "u4"]})
     user = pl.concat_list([_msg("user", pl.col("_user"))])

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from _train_data import _frame, _rows
 
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.errors import UserInputError
 from cardtune.train import lengths, models, parity
+from cardtune.train.schema import BUILTIN_TEMPLATES
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +30,11 @@ def test_default_tokenizer_is_small_and_deterministic() -> None:
     assert a.decode(a(text)["input_ids"]) == text
 
 
-@pytest.mark.parametrize("template", [None, *models.BUILTIN_TEMPLATES])
+@pytest.mark.parametrize("template", [None, *BUILTIN_TEMPLATES])
 def test_builtin_chat_templates_pass_parity(loaded: models.Loaded, template: str | None, tmp_path: Any) -> None:
     tok = models.default_tokenizer()
     here = models.Loaded(loaded.model, tok, "default", True)
-    models.apply_chat_template_choice(here, template, tmp_path)
+    models.apply_chat_template_choice(here, template)
     result = parity.check_parity(
         tok, _rows_for("instruction"), conversational=True, stop_ids=models.stop_token_ids(here)
     )

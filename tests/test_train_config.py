@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from _train_data import write_card
 
-from cardtune.curate.card import load_card
-from cardtune.curate.sft_fields import RESERVED, SFT_CONFIG_FIELDS
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.card.load import load_card
+from cardtune.curate.errors import UserInputError
 from cardtune.train import config as cfg
+from cardtune.train.sft_fields import RESERVED, SFT_CONFIG_FIELDS
 
 
 def test_static_field_list_matches_installed_trl() -> None:

@@ -10,7 +10,7 @@ from _train_data import write_card, write_version
 from typer.testing import CliRunner
 
 from cardtune.cli import app
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.errors import UserInputError
 from cardtune.train import adapters, compare, evaluate
 from cardtune.train.run import tune
 

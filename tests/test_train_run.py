@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from _train_data import write_card, write_version
 
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.errors import UserInputError
 from cardtune.train.adapters import load_run
 from cardtune.train.run import tune
 

@@ -15,8 +15,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from cardtune.curate.card import Card
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.card.schema import Card
+from cardtune.curate.errors import UserInputError
+from cardtune.curate.inputs import resolve_train_inputs
 from cardtune.train import models
 
 RUN_JSON = "run.json"
@@ -81,13 +82,13 @@ def _base_model(run_dir: Path, info: dict[str, Any]) -> Any:
         return AutoModelForCausalLM.from_pretrained(run_dir / info["base_model"])
     if info.get("base_run"):
         return load_run(info["base_run"], merged=True).model
-    return models.load(info.get("model_source") or info["model"], seed=int(info["seed"]), base_dir=Path.cwd()).model
+    return models.load(info.get("model_source") or info["model"], seed=int(info["seed"])).model
 
 
 def load_base(card: Card) -> models.Loaded:
     """``train.base``: the earlier run, merged, as the starting model of a new run."""
-    assert card.train.base is not None
-    run_dir = card.resolve(card.train.base)
+    run_dir = resolve_train_inputs(card).base
+    assert run_dir is not None
     info = read_run(run_dir)
     if info["method"] == "prompt_tuning":
         raise UserInputError(

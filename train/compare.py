@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.errors import UserInputError
 from cardtune.train import adapters
 
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from cardtune.curate.card import Card, Train
-from cardtune.curate.sft_fields import sft_key_problem
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.card.schema import Card
+from cardtune.curate.errors import UserInputError
+from cardtune.train.schema import Train
+from cardtune.train.sft_fields import sft_key_problem
 
 # The allow-list: what cardtune chooses for you, before `train.sft` overrides.
 COMMON: dict[str, Any] = {

@@ -1,6 +1,6 @@
 """A dataset version as training and evaluation rows (``datasets.Dataset``), with the manifest checked first.
 
-Versions are read through ``cardtune.curate.store`` (a missing or incomplete directory is a clear error). Training
+Versions are read through ``cardtune.curate.store.versions`` (a missing or incomplete directory is a clear error). Training
 uses only ``prompt`` and ``completion``: conversational message lists in instruction mode (TRL applies the chat
 template and completion-only loss), plain strings in finetune mode. Multi-turn ``messages`` rows become
 prompt = all turns but the last, completion = the last assistant turn.
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cardtune.curate import store
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.errors import UserInputError
+from cardtune.curate.store import versions as store
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from typing import Any
 
 import yaml
 
-from cardtune.curate.card import Train
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.errors import UserInputError
 from cardtune.train import adapters, data, models
 from cardtune.train.progress import quiet_libraries
+from cardtune.train.schema import Train
 
 SPLITS = {"eval": ("eval",), "heldout": ("heldout",), "all": ("eval", "heldout")}
 METRICS = ("exact_match", "rougeL", "accuracy", "accuracy_norm")

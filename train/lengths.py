@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.errors import UserInputError
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.errors import UserInputError
+from cardtune.train.schema import DEFAULT_MODEL
 
-DEFAULT_MODEL = "default"
-BUILTIN_TEMPLATES = ("chatml", "llama-3", "mistral", "alpaca")
 # End-of-turn strings of the built-in templates (templates that end turns with `eos_token` need none).
 END_OF_TURN = {"chatml": "<|im_end|>", "llama-3": "<|eot_id|>"}
 
@@ -135,27 +134,19 @@ def builtin_template(name: str) -> str:
     return (files / f"{name}.jinja").read_text(encoding="utf-8")
 
 
-def resolve_chat_template(value: str, base_dir: Path) -> tuple[str, str | None]:
-    """``train.chat_template`` → (template text, its end-of-turn string or None)."""
-    if value in BUILTIN_TEMPLATES:
+def chat_template_text(value: str | Path) -> tuple[str, str | None]:
+    """A resolved ``train.chat_template`` → (template text, its end-of-turn string or None)."""
+    if isinstance(value, str):
         return builtin_template(value), END_OF_TURN.get(value)
-    path = Path(value).expanduser()
-    path = path if path.is_absolute() else base_dir / path
-    if path.suffix not in (".jinja", ".j2"):
-        raise UserInputError(
-            f"train.chat_template: {value!r} is neither a built-in ({', '.join(BUILTIN_TEMPLATES)}) nor a .jinja file"
-        )
-    if not path.is_file():
-        raise UserInputError(f"train.chat_template: {path}: file not found")
-    return path.read_text(encoding="utf-8"), None
+    return value.read_text(encoding="utf-8"), None
 
 
-def apply_chat_template_choice(loaded: Loaded, value: str | None, base_dir: Path) -> None:
+def apply_chat_template_choice(loaded: Loaded, value: str | Path | None) -> None:
     """Install the card's chat template on the tokenizer and add its end-of-turn token to the stop tokens."""
     tokenizer, model = loaded.tokenizer, loaded.model
     if value is None:
         return
-    text, end_of_turn = resolve_chat_template(value, base_dir)
+    text, end_of_turn = chat_template_text(value)
     tokenizer.chat_template = text
     if end_of_turn is None:
         return
@@ -191,19 +182,17 @@ def load(
     spec: str,
     *,
     seed: int,
-    base_dir: Path,
     quantization: str = "none",
     trust_remote_code: bool = False,
     on_gpu: bool = False,
 ) -> Loaded:
-    """Load ``train.model``: ``default``, a local directory, or a hub id (errors say what to do offline)."""
+    """Load a resolved ``train.model``: ``default``, a local directory, or a hub id (errors say what to do offline)."""
     if spec == DEFAULT_MODEL:
         if quantization != "none":
             raise UserInputError("train.quantization: the embedded default model is not quantized; use `none`")
         tokenizer = default_tokenizer()
         return Loaded(default_model(tokenizer, seed), tokenizer, spec, is_default=True)
-    local = Path(spec).expanduser()
-    local = local if local.is_absolute() else base_dir / local
+    local = Path(spec)  # resolved by cardtune.curate.inputs: an absolute path or a hub id
     source = str(local) if local.exists() else spec
     if local.exists() and not (local / "config.json").is_file():
         raise UserInputError(f"train.model: {local} is not a Hugging Face model directory (no config.json)")

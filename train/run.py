@@ -27,8 +27,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from cardtune.curate.card import Card, load_card
-from cardtune.curate.yamlsrc import UserInputError
+from cardtune.curate.card.load import load_card
+from cardtune.curate.card.schema import Card
+from cardtune.curate.errors import UserInputError
+from cardtune.curate.inputs import resolve_train_inputs
 from cardtune.train import config as cfg
 from cardtune.train import data, lengths, models, parity
 from cardtune.train.adapters import RUN_JSON
@@ -93,7 +95,7 @@ def _tune(
     kwargs = cfg.sft_kwargs(card, on_gpu=on_gpu, bf16_ok=on_gpu and torch.cuda.is_bf16_supported(), max_steps=max_steps)
     loaded = _load_model(card, on_gpu, bool(kwargs.get("trust_remote_code", False)))
     if conversational:
-        models.apply_chat_template_choice(loaded, card.train.chat_template, card.base_dir)
+        models.apply_chat_template_choice(loaded, resolve_train_inputs(card).chat_template)
     t_load = time.perf_counter()
 
     stops = models.stop_token_ids(loaded)
@@ -176,9 +178,8 @@ def _load_model(card: Card, on_gpu: bool, trust_remote_code: bool) -> models.Loa
 
         return adapters.load_base(card)
     return models.load(
-        card.train.model,
+        resolve_train_inputs(card).model_source,
         seed=card.train.seed,
-        base_dir=card.base_dir,
         quantization=card.train.quantization,
         trust_remote_code=trust_remote_code,
         on_gpu=on_gpu,
@@ -391,10 +392,8 @@ def _run_info(
 
 def _model_source(card: Card) -> str:
     """``train.model`` as something loadable from anywhere: an absolute path for local models."""
-    if card.train.base is not None:
-        return str(card.resolve(card.train.base).resolve())
-    local = card.resolve(card.train.model)
-    return str(local.resolve()) if card.train.model != models.DEFAULT_MODEL and local.exists() else card.train.model
+    inputs = resolve_train_inputs(card)
+    return str(inputs.base.resolve()) if inputs.base is not None else inputs.model_source
 
 
 def _write_logs(partial: Path, trainer: Any) -> None:

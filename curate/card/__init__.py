@@ -1,0 +1,1 @@
+"""cardtune.curate.card"""

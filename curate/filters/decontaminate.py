@@ -1,0 +1,364 @@
+"""Benchmark decontamination: word n-gram overlap with evaluation sets, and canary strings.
+
+Every training row is checked twice — its rendered text (``_prompt_text`` + ``_completion_text``) and its raw
+template inputs (``_fields_text``) — against the n-grams (default 13 normalized words, :mod:`textnorm`) of each
+benchmark item's named fields. N-grams are stable uint64 hashes; membership is a ``np.searchsorted`` into the
+benchmark's sorted hashes, so no Python set is built. N-grams that occur in the row's template boilerplate (the
+template's constant text) do not count: a template cannot contaminate. Items with fewer than ``ngram`` words
+cannot match and are counted in the report as ``items_too_short``.
+
+Canary strings (e.g. BIG-bench's GUID) flag the rows containing them. Mode ``drop`` (the default) drops every
+flagged row — benchmark matches and canary hits — as rejects with the evidence; mode ``report`` drops nothing
+and only reports (per benchmark: items matched, rows matched, examples; per canary: rows and examples).
+
+Rendered text and raw fields of a batch are tokenized in one pass; a :class:`Prefilter` table drops most
+n-grams with one gather before the binary search, and template boilerplate is only checked for the few
+n-grams that matched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+from pydantic import Field, model_validator
+
+from cardtune.curate.card.section import Section
+from cardtune.curate.errors import Issue, UserInputError, did_you_mean
+from cardtune.curate.filters import textnorm
+from cardtune.curate.filters.base import BuildContext, Filter, InputRef
+from cardtune.curate.rows import (
+    COMPLETION_TEXT,
+    FIELDS_TEXT,
+    PROMPT_TEXT,
+    SOURCE_REF,
+    TEMPLATE_ID,
+    StepResult,
+    empty_rejects,
+    make_rejects,
+)
+from cardtune.curate.sources.spec import Source
+
+ROW_BATCH = 4_096  # rows per batch (rendered + fields): small temporaries reuse freed heap instead of page-faulting
+EXAMPLES = 3
+
+
+class Benchmark(Section):
+    """An evaluation set that training rows must not overlap."""
+
+    name: str = Field(..., min_length=1, description="Name in reports (required).")
+    path: str | None = Field(None, description="Local JSONL/Parquet/CSV file, relative to the card. Default: none.")
+    hf: str | None = Field(None, description="Hub dataset id instead of `path`. Default: none.")
+    config: str | None = Field(None, description="Hub configuration. Default: none.")
+    split: str = Field("test", description="Hub split. Default: `test`.")
+    revision: str | None = Field(None, description="Hub revision. Default: none.")
+    fields: list[str] = Field(..., min_length=1, description="Fields whose text is checked (required).")
+    id_field: str | None = Field(None, description="Field with the item id; default: the row index.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Benchmark:
+        if (self.path is None) == (self.hf is None):
+            raise ValueError("give exactly one of `path` or `hf`")
+        return self
+
+
+class Decontaminate(Section):
+    """Benchmark decontamination by word n-gram overlap, and canary strings."""
+
+    ngram: int = Field(13, ge=3, description="Words per n-gram. Default: 13.")
+    mode: Literal["drop", "report"] = Field("drop", description="Drop matching rows or only report. Default: `drop`.")
+    benchmarks: list[Benchmark] = Field(default_factory=list, description="Benchmarks to check. Default: none.")
+    canaries: list[str] = Field(
+        default_factory=list, description="Rows containing any of these strings are flagged (dropped in mode `drop`)."
+    )
+
+
+@dataclass(frozen=True)
+class BenchmarkIndex:
+    """A benchmark's n-grams: sorted unique hashes and, for each, the first item that has it."""
+
+    name: str
+    hashes: npt.NDArray[np.uint64]
+    item_of: npt.NDArray[np.int64]
+    item_ids: list[str]
+    items_too_short: int
+
+    def lookup(self, query: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        """For each query hash, the index into ``hashes`` if present, else -1."""
+        if not len(self.hashes):
+            return np.full(len(query), -1, dtype=np.int64)
+        pos = np.searchsorted(self.hashes, query)
+        pos = np.minimum(pos, len(self.hashes) - 1)
+        return np.where(self.hashes[pos] == query, pos, -1).astype(np.int64)
+
+
+class Prefilter:
+    """A one-probe membership table over the top bits of the hashes of several benchmarks.
+
+    Most training n-grams are in no benchmark: one gather into a table of ~32 slots per benchmark n-gram
+    rejects ~97% of them, so the binary search (cache-unfriendly) only runs on the few that remain.
+    """
+
+    def __init__(self, indexes: list[BenchmarkIndex]) -> None:
+        total = sum(len(i.hashes) for i in indexes)
+        bits = min(max(int(total * 32).bit_length(), 16), 26)
+        self.shift = np.uint64(64 - bits)
+        self.table = np.zeros(1 << bits, dtype=bool)
+        for idx in indexes:
+            self.table[(idx.hashes >> self.shift).astype(np.intp)] = True
+
+    def candidates(self, query: npt.NDArray[np.uint64]) -> npt.NDArray[np.intp]:
+        """Positions of the query hashes that may be in some benchmark (a superset of the true hits)."""
+        return np.flatnonzero(self.table[(query >> self.shift).astype(np.intp)])
+
+
+def _where(bench: Benchmark, index: int) -> tuple[str, tuple[str | int, ...]]:
+    return (bench.path or f"hf:{bench.hf}"), ("filters", "decontaminate", "benchmarks", index)
+
+
+def load_benchmark(bench: Benchmark, ctx: BuildContext, index: int = 0) -> pl.DataFrame:
+    """The benchmark's rows with an ``_item_id`` and an ``_item_text`` column (named fields joined by newlines)."""
+    file, loc = _where(bench, index)
+    from cardtune.curate.sources.read import read_dataset
+
+    try:
+        frame = read_dataset(ctx.inputs.benchmark(bench.name), benchmark_source(bench), f"benchmark '{bench.name}'")
+    except UserInputError as exc:  # the reader's precise message, at the card's benchmark entry
+        raise UserInputError([Issue(file, 0, (*loc, "path" if bench.path else "hf"), str(exc))]) from None
+    if frame.height == 0:
+        raise UserInputError([Issue(file, 0, loc, f"benchmark '{bench.name}' is empty (no rows)")])
+    for name in [*bench.fields, *([bench.id_field] if bench.id_field else [])]:
+        if name not in frame.columns:
+            raise UserInputError(
+                [
+                    Issue(
+                        file,
+                        0,
+                        (*loc, "id_field" if name == bench.id_field else "fields"),
+                        f"benchmark '{bench.name}' has no field '{name}'{did_you_mean(name, frame.columns)}"
+                        f" (fields: {', '.join(frame.columns)})",
+                    )
+                ]
+            )
+    parts = []
+    for name in bench.fields:
+        dtype = frame.schema[name]
+        col = pl.col(name)
+        if isinstance(dtype, pl.List):
+            col = col.cast(pl.List(pl.String)).list.join("\n")
+        elif isinstance(dtype, pl.Struct | pl.Array):
+            raise UserInputError([Issue(file, 0, (*loc, "fields"), f"field '{name}' is {dtype}, not text")])
+        parts.append(col.cast(pl.String).fill_null(""))
+    ids = pl.col(bench.id_field).cast(pl.String) if bench.id_field else pl.int_range(pl.len()).cast(pl.String)
+    return frame.select(ids.alias("_item_id"), pl.concat_str(parts, separator="\n").alias("_item_text"))
+
+
+def index_benchmark(name: str, items: pl.DataFrame, n: int) -> BenchmarkIndex:
+    """Hash every item's n-grams; keep the first item per n-gram."""
+    hashes: list[npt.NDArray[np.uint64]] = []
+    owners: list[npt.NDArray[np.int64]] = []
+    too_short = 0
+    for lo in range(0, items.height, ROW_BATCH):
+        grams = textnorm.ngrams(textnorm.words(items.get_column("_item_text").slice(lo, ROW_BATCH)), n)
+        counts = np.diff(grams.doc_offsets)
+        too_short += int((counts == 0).sum())
+        hashes.append(grams.hashes)
+        owners.append(np.repeat(np.arange(lo, lo + len(counts), dtype=np.int64), counts))
+    flat = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
+    owner = np.concatenate(owners) if owners else np.zeros(0, np.int64)
+    uniq, first = np.unique(flat, return_index=True)
+    return BenchmarkIndex(name, uniq, owner[first], items.get_column("_item_id").to_list(), too_short)
+
+
+def _boilerplate_hashes(boilerplate: Mapping[str, str], n: int) -> dict[str, npt.NDArray[np.uint64]]:
+    if not boilerplate:
+        return {}
+    keys = list(boilerplate)
+    grams = textnorm.ngrams(textnorm.words(pl.Series([boilerplate[k] for k in keys], dtype=pl.String)), n)
+    return {k: np.unique(grams.hashes[grams.doc_offsets[i] : grams.doc_offsets[i + 1]]) for i, k in enumerate(keys)}
+
+
+Hit = tuple[str, int, int, str]  # where ("rendered" | "fields"), item, matched n-grams, first matching n-gram
+
+
+def _scan(
+    rendered: pl.Series,
+    fields: pl.Series | None,
+    templates: npt.NDArray[np.object_],
+    indexes: list[BenchmarkIndex],
+    prefilter: Prefilter,
+    n: int,
+    boiler: dict[str, npt.NDArray[np.uint64]],
+) -> list[dict[int, Hit]]:
+    """Per benchmark: rows (batch-local) with a match → hit; rendered text and raw fields tokenized in one pass.
+
+    A row matched in both counts as ``rendered`` (its first match there); the counts add both places up.
+    """
+    rows = len(rendered)
+    texts = rendered if fields is None else pl.concat([rendered, fields])
+    w = textnorm.words(texts)
+    grams = textnorm.ngrams(w, n)
+    cand = prefilter.candidates(grams.hashes)
+    doc_of = np.searchsorted(grams.doc_offsets, cand, side="right") - 1  # document of each candidate n-gram
+    if boiler and len(cand):  # boilerplate n-grams of a rendered row's own template never count
+        rendered_cand = np.flatnonzero(doc_of < rows)
+        row_templates = templates[doc_of[rendered_cand]]
+        usable = np.ones(len(cand), dtype=bool)
+        for tid in np.unique(row_templates).tolist():
+            own = boiler.get(str(tid))
+            if own is not None and len(own):
+                sel = rendered_cand[row_templates == tid]
+                usable[sel[np.isin(grams.hashes[cand[sel]], own)]] = False
+        cand, doc_of = cand[usable], doc_of[usable]
+    results: list[dict[int, Hit]] = []
+    for idx in indexes:
+        pos = idx.lookup(grams.hashes[cand])
+        found = np.flatnonzero(pos >= 0)  # ordered by document: rendered rows first, then fields
+        out: dict[int, Hit] = {}
+        if len(found):
+            docs = doc_of[found]
+            row = docs % rows
+            matches = np.bincount(row, minlength=rows)
+            first = found[np.r_[True, docs[1:] != docs[:-1]]]
+            for d, g in zip(np.unique(docs).tolist(), first.tolist(), strict=True):
+                r = d % rows
+                if r not in out:
+                    gram = w.text(int(grams.first_word[cand[g]]), n)
+                    out[r] = ("rendered" if d < rows else "fields", int(idx.item_of[pos[g]]), int(matches[r]), gram)
+        results.append(out)
+    return results
+
+
+def decontaminate(df: pl.DataFrame, spec: Decontaminate, ctx: BuildContext) -> StepResult:
+    """Drop (mode ``drop``) or only report (mode ``report``) rows overlapping a benchmark or holding a canary."""
+    indexes = [index_benchmark(b.name, load_benchmark(b, ctx, i), spec.ngram) for i, b in enumerate(spec.benchmarks)]
+    boiler = _boilerplate_hashes(ctx.boilerplate, spec.ngram)
+    prefilter = Prefilter(indexes)
+    rendered = (
+        df.get_column(PROMPT_TEXT).cast(pl.String).fill_null("")
+        + "\n"
+        + df.get_column(COMPLETION_TEXT).cast(pl.String).fill_null("")
+    )
+    fields = df.get_column(FIELDS_TEXT).cast(pl.String).fill_null("") if FIELDS_TEXT in df.columns else None
+    templates = df.get_column(TEMPLATE_ID).cast(pl.String).fill_null("").to_numpy().astype(object)
+    hits: list[dict[int, Hit]] = [{} for _ in indexes]  # row → (where, item, count, ngram)
+    if indexes:
+        for lo in range(0, df.height, ROW_BATCH):
+            found = _scan(
+                rendered.slice(lo, ROW_BATCH),
+                fields.slice(lo, ROW_BATCH) if fields is not None else None,
+                templates[lo : lo + ROW_BATCH],
+                indexes,
+                prefilter,
+                spec.ngram,
+                boiler,
+            )
+            for k, batch_rows in enumerate(found):
+                hits[k].update({lo + d: hit for d, hit in batch_rows.items()})
+
+    canary = np.zeros(df.height, dtype=bool)
+    canary_of: dict[int, str] = {}
+    canary_table = []
+    for text in spec.canaries:
+        expr = pl.any_horizontal(
+            pl.col(c).cast(pl.String).fill_null("").str.contains(text, literal=True)
+            for c in (PROMPT_TEXT, COMPLETION_TEXT, FIELDS_TEXT)
+            if c in df.columns
+        )
+        has = df.select(expr).to_series().to_numpy()
+        for r in np.flatnonzero(has & ~canary).tolist():
+            canary_of[r] = text
+        canary |= has
+        with_it = np.flatnonzero(has)
+        examples = df.get_column(SOURCE_REF).gather(with_it[:EXAMPLES]).to_list()
+        canary_table.append({"canary": text, "rows": len(with_it), "examples": examples})
+
+    reason: dict[int, str] = {}
+    evidence: dict[int, str] = {}
+    for r, text in canary_of.items():
+        reason[r], evidence[r] = "canary", json.dumps({"canary": text})
+    table = []
+    for k, idx in enumerate(indexes):
+        rows = hits[k]
+        for r, (where, item, count, gram) in sorted(rows.items()):
+            if r in reason:
+                continue
+            reason[r] = f"benchmark:{idx.name}"
+            evidence[r] = json.dumps(
+                {
+                    "benchmark": idx.name,
+                    "item_id": idx.item_ids[item],
+                    "ngram": gram,
+                    "matched_ngrams": count,
+                    "where": where,
+                    "n": spec.ngram,
+                }
+            )
+        refs = df.get_column(SOURCE_REF).gather(sorted(rows)[:EXAMPLES]).to_list() if rows else []
+        examples = [
+            {"source_ref": ref, "item_id": idx.item_ids[rows[r][1]], "ngram": rows[r][3], "where": rows[r][0]}
+            for ref, r in zip(refs, sorted(rows)[:EXAMPLES], strict=True)
+        ]
+        table.append(
+            {
+                "benchmark": idx.name,
+                "items": len(idx.item_ids),
+                "items_too_short": idx.items_too_short,
+                "items_matched": len({v[1] for v in rows.values()}),
+                "rows_matched": len(rows),
+                "rows_dropped": len(rows) if spec.mode == "drop" else 0,
+                "examples": examples,
+            }
+        )
+    flagged = canary.copy()
+    for matched in hits:
+        flagged[list(matched)] = True
+    drop = flagged if spec.mode == "drop" else np.zeros(df.height, dtype=bool)  # report mode drops nothing
+    drop_idx = np.flatnonzero(drop).tolist()
+    if drop_idx:
+        dropped = df[drop_idx].with_columns(
+            pl.Series("__reason", [reason[r] for r in drop_idx], dtype=pl.String),
+            pl.Series("__ev", [evidence[r] for r in drop_idx], dtype=pl.String),
+        )
+        rejects = make_rejects(dropped, "decontaminate", pl.col("__reason"), evidence=pl.col("__ev"))
+    else:
+        rejects = empty_rejects()
+    report: dict[str, object] = {
+        "mode": spec.mode,
+        "ngram": spec.ngram,
+        "benchmarks": table,
+        "canaries": canary_table,
+        "canary_rows": int(canary.sum()),
+        "rows_flagged": int(flagged.sum()),
+        "rows_dropped": len(drop_idx),
+    }
+    return StepResult(kept=df.filter(pl.Series(~drop)), rejects=rejects, report=report)
+
+
+def benchmark_source(bench: Benchmark) -> Source:
+    """The reader settings of a benchmark set (read like a task source)."""
+    return Source(path=bench.path, hf=bench.hf, config=bench.config, split=bench.split, revision=bench.revision)
+
+
+def _inputs(spec: Decontaminate) -> list[InputRef]:
+    return [
+        InputRef("benchmark", b.name, ("filters", "decontaminate", "benchmarks", i), benchmark_source(b))
+        for i, b in enumerate(spec.benchmarks)
+    ]
+
+
+DECONTAMINATE = Filter(
+    name="decontaminate",
+    key=("decontaminate",),
+    spec=Decontaminate,
+    run=decontaminate,
+    locality="row",
+    title="decontaminate",
+    inputs=_inputs,
+    summary="Benchmark decontamination (n-gram overlap, canary strings)",
+)

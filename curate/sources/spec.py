@@ -1,0 +1,46 @@
+"""The ``source:`` section of a task: where its raw rows come from (a local file/glob/folder or a hub dataset).
+
+Owned by the sources stage; the card schema embeds it in ``tasks[].source`` and benchmarks reuse it to be read
+by the same readers.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from cardtune.curate.card.section import Section
+
+
+class Source(Section):
+    """Where a task's raw rows come from: a local file/glob/directory, or a Hugging Face hub dataset."""
+
+    path: str | None = Field(
+        None,
+        description="Local JSONL, JSON array, CSV/TSV or Parquet file, a glob, a directory of such files, or "
+        "a `datasets.save_to_disk` directory. Relative to the card's folder. Default: none (give `path` or `hf`).",
+    )
+    hf: str | None = Field(None, description="Hugging Face hub dataset id, e.g. `super_glue`. Default: none.")
+    config: str | None = Field(None, description="Hub dataset configuration name (with `hf`). Default: none.")
+    split: str = Field(
+        "train", description="Split to read (with `hf` or a `save_to_disk` DatasetDict). Default: `train`."
+    )
+    revision: str | None = Field(
+        None, description="Hub dataset revision (commit sha or tag); pin it for reproducible versions. Default: none."
+    )
+    format: Literal["auto", "jsonl", "json", "csv", "tsv", "parquet", "hf_disk"] = Field(
+        "auto", description="File format; `auto` infers it from the extension. Default: `auto`."
+    )
+    id_column: str | None = Field(
+        None, description="Column holding a stable row id used in `source_ref`; default: the row index."
+    )
+    limit: int | None = Field(None, ge=1, description="Read at most this many rows (the first N). Default: all rows.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Source:
+        if (self.path is None) == (self.hf is None):
+            raise ValueError("give exactly one of `path` (a local file) or `hf` (a hub dataset id)")
+        if self.path is not None and (self.config is not None or self.revision is not None):
+            raise ValueError("`config` and `revision` apply to `hf` sources only")
+        return self

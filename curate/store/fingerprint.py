@@ -1,0 +1,119 @@
+"""Version ids: a sha256 over canonical JSON of everything that determines a version's bytes.
+
+Inputs: the card's data sections (validated, with defaults filled in), the bytes of every template used, a
+content hash of every source (file bytes, or the hub commit), of every benchmark set and tokenizer the
+filters and the mixture read — all taken from the card's :class:`~cardtune.curate.inputs.ResolvedInputs`, so
+what is hashed is what is read — and :data:`CURATION_FORMAT`.
+
+``CURATION_FORMAT`` is an explicit version of *how* inputs become bytes (rendering, filters, mixing, the
+parquet layout). It replaces a hash of every ``curate/*.py`` file, which changed every id on any edit (a colour
+in the HTML report, a docstring, a refactor that moves files) and so rebuilt every user's versions after each
+upgrade. Golden tests (``tests/test_golden.py``) build every example card and pin the digests of the output
+files: a change in output bytes fails them with a message to bump ``CURATION_FORMAT`` and re-pin. Anything
+that cannot be hashed raises — there is never a random fallback (DESIGN §10.5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cardtune.curate.inputs import NamedInput, ResolvedInputs
+    from cardtune.curate.sources.read import ResolvedSource
+
+ID_LENGTH = 16  # hex characters of the sha256 shown as the version id
+# Bump when the same inputs would give other output bytes (and re-pin tests/golden_digests.json).
+CURATION_FORMAT = 2
+
+
+def canonical_json(value: Any) -> bytes:
+    """Deterministic JSON bytes (sorted keys, no whitespace, NaN refused)."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot fingerprint a non-JSON value: {exc}") from None
+
+
+def version_inputs(
+    card_data: Mapping[str, Any],
+    template_hashes: Mapping[str, str],
+    source_hashes: Mapping[str, str],
+    other_hashes: Mapping[str, str],
+) -> dict[str, Any]:
+    """The full record that is hashed (also stored in the manifest, so `diff` can explain a new id).
+
+    ``other_hashes`` covers inputs that change the data without being sources: benchmark sets (what
+    decontamination drops) and tokenizers (token bounds and token budgets).
+    """
+    return {
+        "card": dict(card_data),
+        "templates": dict(sorted(template_hashes.items())),
+        "sources": dict(sorted(source_hashes.items())),
+        "other": dict(sorted(other_hashes.items())),
+        "curation_format": CURATION_FORMAT,
+    }
+
+
+def version_id(inputs: Mapping[str, Any]) -> str:
+    """The content-addressed id of a version (first ``ID_LENGTH`` hex chars of a sha256)."""
+    return hashlib.sha256(canonical_json(inputs)).hexdigest()[:ID_LENGTH]
+
+
+def sha256_bytes(data: bytes) -> str:
+    """``sha256:<hex>`` of some bytes."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def source_fingerprint(resolved: ResolvedSource, hub: str | None = None) -> str:
+    """A content hash of a source: sha256 of every file's bytes, or ``hf:<id>:...@<commit>`` for the hub."""
+    if resolved.kind == "hf":
+        return f"hf:{hub or resolved.label}@{resolved.revision}"
+    files = sorted(p for p in resolved.files[0].rglob("*") if p.is_file()) if resolved.kind == "hf_disk" else []
+    return files_fingerprint(files or list(resolved.files))
+
+
+def named_fingerprint(named: NamedInput) -> str:
+    """A tokenizer (or model) reference: its file or folder by content, a hub id by name."""
+    if named.path is None:
+        return f"name:{named.hub_id}"
+    if named.path.is_file():
+        return files_fingerprint([named.path])
+    return files_fingerprint(sorted(p for p in named.path.rglob("*") if p.is_file()))
+
+
+def input_hashes(inputs: ResolvedInputs) -> tuple[dict[str, str], dict[str, str]]:
+    """(sources by task, other inputs) — every content hash of a build, from its resolved inputs."""
+    card = inputs.card
+    sources = {}
+    for task in card.tasks:
+        src = task.source
+        hub = f"{src.hf}:{src.config}:{src.split}" if src.hf is not None else None
+        sources[task.name] = source_fingerprint(inputs.sources[task.name], hub)
+    other: dict[str, str] = {}
+    for value, resolved in inputs.benchmarks.items():
+        other[f"benchmark:{value}"] = source_fingerprint(resolved)
+    for value, named in inputs.tokenizers.items():
+        other[f"tokenizer:{value}"] = named_fingerprint(named)
+    for value, path in inputs.versions.items():
+        other[f"version:{value}"] = files_fingerprint([path / "manifest.json"])
+    return sources, other
+
+
+def files_fingerprint(paths: list[Path]) -> str:
+    """``sha256:`` over the names and bytes of some files, in the given order."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(str(path.name).encode() + b"\0")
+        for chunk in _chunks(path):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def _chunks(path: Path, size: int = 1 << 22) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        while chunk := fh.read(size):
+            yield chunk

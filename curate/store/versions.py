@@ -1,0 +1,145 @@
+"""The store: version directories ``<output.dir>/<name>/<id>/``, written atomically, read back safely.
+
+A version is complete exactly when its ``manifest.json`` exists: files are written into a hidden temporary
+directory beside the target, the manifest last, and the directory is renamed into place in one step. An
+interrupted build leaves only a ``.tmp-*`` directory, which is never mistaken for a version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from cardtune.curate.errors import UserInputError
+from cardtune.curate.rows import INTERNAL_COLUMNS
+
+SPLITS = ("train", "eval", "heldout")
+MANIFEST = "manifest.json"
+TMP_PREFIX = ".tmp-"
+
+
+def is_complete(version_dir: Path) -> bool:
+    """True when ``version_dir`` holds a finished version (its manifest exists)."""
+    return (version_dir / MANIFEST).is_file()
+
+
+def public_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """The columns that are written: the row contract minus the internal flat-text columns."""
+    return frame.drop([c for c in INTERNAL_COLUMNS if c in frame.columns])
+
+
+def write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    """Deterministic parquet: fixed compression and row-group size, so equal frames give equal bytes."""
+    frame.write_parquet(path, compression="zstd", compression_level=3, statistics=True, row_group_size=65536)
+
+
+@contextmanager
+def staging_dir(root: Path, version: str) -> Iterator[Path]:
+    """A temporary directory beside the final one; removed if the block fails."""
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f"{TMP_PREFIX}{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def publish(tmp: Path, final: Path, manifest: Mapping[str, Any]) -> Path:
+    """Write the manifest last, then move the staged directory into place (replacing an old one)."""
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if final.exists():
+        trash = final.with_name(f"{TMP_PREFIX}old-{final.name}-{uuid.uuid4().hex[:8]}")
+        final.rename(trash)
+        tmp.rename(final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        tmp.rename(final)
+    return final
+
+
+def read_manifest(version_dir: str | Path) -> dict[str, Any]:
+    """The manifest of a complete version; a clear error for a missing or unfinished directory."""
+    version_dir = Path(version_dir)
+    if not version_dir.exists():
+        raise UserInputError(f"{version_dir}: no such dataset version directory")
+    if not version_dir.is_dir():
+        raise UserInputError(f"{version_dir}: not a directory (expected a dataset version directory)")
+    path = version_dir / MANIFEST
+    if not path.is_file():
+        raise UserInputError(f"{version_dir}: incomplete dataset version (no {MANIFEST}); rebuild it")
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserInputError(f"{path}:{exc.lineno}: corrupt manifest: {exc.msg}") from None
+    for split in SPLITS:
+        if not (version_dir / f"{split}.parquet").is_file():
+            raise UserInputError(f"{version_dir}: incomplete dataset version ({split}.parquet is missing)")
+    return manifest
+
+
+def read_split(version_dir: str | Path, split: str) -> pl.DataFrame:
+    """One split of a version as a polars frame."""
+    if split not in (*SPLITS, "rejects"):
+        raise UserInputError(f"unknown split {split!r}; one of {', '.join((*SPLITS, 'rejects'))}")
+    read_manifest(version_dir)
+    return pl.read_parquet(Path(version_dir) / f"{split}.parquet")
+
+
+def load_version(version_dir: str | Path) -> Any:
+    """A version as a ``datasets.DatasetDict`` with ``train``, ``eval`` and ``heldout`` (in memory)."""
+    version_dir = Path(version_dir)
+    read_manifest(version_dir)
+    try:
+        import datasets
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UserInputError(
+            "loading a version as a DatasetDict needs `datasets`: pip install 'cardtune[hf]'"
+        ) from None
+    return datasets.DatasetDict(
+        {split: datasets.Dataset(pq.read_table(version_dir / f"{split}.parquet")) for split in SPLITS}
+    )
+
+
+def list_versions(root: str | Path) -> list[tuple[str, Path, dict[str, Any]]]:
+    """Complete versions under an output root: (card name, version dir, manifest), newest first per card."""
+    root = Path(root)
+    found: list[tuple[str, Path, dict[str, Any]]] = []
+    if not root.is_dir():
+        return found
+    for card_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for vdir in card_dir.iterdir():
+            if vdir.is_dir() and not vdir.name.startswith(".") and is_complete(vdir):
+                try:
+                    manifest = json.loads((vdir / MANIFEST).read_text(encoding="utf-8"))
+                except json.JSONDecodeError:
+                    continue
+                found.append((card_dir.name, vdir, manifest))
+    found.sort(key=lambda item: str(item[2].get("created", "")), reverse=True)  # newest first ...
+    found.sort(key=lambda item: item[0])  # ... within each card (the sort is stable)
+    return found
+
+
+def resolve_version(ref: str | Path, root: str | Path = "datasets") -> Path:
+    """A version directory from a path, ``<name>/<id>``, or a unique id prefix under ``root``."""
+    path = Path(ref)
+    if path.is_dir():
+        return path
+    candidates = [
+        v for _, v, _ in list_versions(root) if v.name.startswith(str(ref)) or str(ref) == f"{v.parent.name}/{v.name}"
+    ]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise UserInputError(f"{ref}: no such dataset version (not a directory, nor an id under {root}/)")
+    raise UserInputError(f"{ref}: ambiguous version id prefix ({', '.join(str(c) for c in candidates)})")
