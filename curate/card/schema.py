@@ -154,5 +154,19 @@ class Card(Section):
         return self._path.parent if self._path is not None else Path.cwd()
 
     def data_sections(self) -> dict[str, Any]:
-        """The sections that define the data (hashed into the version id): everything but output and train."""
-        return self.model_dump(mode="json", exclude={"output", "train"})
+        """The sections that define the data (hashed into the version id): everything but output and train.
+
+        A filter that is off by default and not turned on is left out, so adding a filter to the registry does
+        not change the id of any card that does not use it.
+        """
+        from cardtune.curate.filters import FILTERS
+
+        data = self.model_dump(mode="json", exclude={"output", "train"})
+        for flt in FILTERS:
+            *parents, leaf = flt.key
+            node = data["filters"]
+            for part in parents:
+                node = node[part]
+            if not flt.on_by_default and node.get(leaf) is None:
+                node.pop(leaf, None)
+        return data

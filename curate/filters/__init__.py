@@ -17,11 +17,13 @@ from cardtune.curate.errors import UserInputError, did_you_mean
 from cardtune.curate.filters.base import BuildContext, Filter
 from cardtune.curate.filters.decontaminate import DECONTAMINATE
 from cardtune.curate.filters.exact_dedup import EXACT_DEDUP
+from cardtune.curate.filters.max_turns import MAX_TURNS
 from cardtune.curate.filters.near_dedup import NEAR_DEDUP
 from cardtune.curate.filters.quality import QUALITY
 
 FILTERS: tuple[Filter[Any], ...] = (
     QUALITY,
+    MAX_TURNS,
     EXACT_DEDUP,
     NEAR_DEDUP,
     DECONTAMINATE,
