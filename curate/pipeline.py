@@ -32,7 +32,16 @@ from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, SOURCE_REF, TASK,
 from cardtune.curate.sources.read import load_source
 from cardtune.curate.store import versions as store
 from cardtune.curate.store.datacard import render_readme
-from cardtune.curate.store.fingerprint import input_hashes, sha256_bytes, version_id, version_inputs
+from cardtune.curate.store.fingerprint import (
+    Snapshot,
+    check_unchanged,
+    input_files,
+    input_hashes,
+    sha256_bytes,
+    snapshot,
+    version_id,
+    version_inputs,
+)
 from cardtune.curate.tokens import count_tokens
 
 
@@ -57,6 +66,7 @@ class Resolved:
     templates: dict[str, list[Any]]  # task name -> Template objects
     fingerprint: dict[str, Any]  # what the version id hashes (stored in the manifest as `inputs`)
     version_id: str
+    files: Snapshot  # size + mtime of every input file before it was hashed; re-checked after reading
 
     @property
     def version_dir(self) -> Path:
@@ -68,11 +78,12 @@ def resolve(card: Card) -> Resolved:
     from cardtune.curate.templating.library import resolve_card_templates, template_bytes
 
     inputs = resolve_inputs(card)
+    files = snapshot(input_files(inputs))  # before hashing: a later edit is caught by check_unchanged
     templates = resolve_card_templates(card, inputs)
     template_hashes = {t.id: sha256_bytes(template_bytes(t)) for ts in templates.values() for t in ts}
     source_hashes, other_hashes = input_hashes(inputs)
     fingerprint = version_inputs(card.data_sections(), template_hashes, source_hashes, other_hashes)
-    return Resolved(card, inputs, templates, fingerprint, version_id(fingerprint))
+    return Resolved(card, inputs, templates, fingerprint, version_id(fingerprint), files)
 
 
 def build(
@@ -91,6 +102,7 @@ def build(
         steps.timings["resolve + fingerprint"] = round(time.perf_counter() - started, 4)
         rendered, counts_source = _load_and_render(resolved, steps)
         kept, rejects, reports, dropped = _filter(card, resolved, rendered, steps)
+        check_unchanged(resolved.files)  # every input has been read: it must still be what was hashed
         with steps.step("split + mix", total=len(card.tasks)):
             # Split and mix a light (row index, task, source_ref) frame; gather the heavy rows once per split.
             light = kept.select(TASK, SOURCE_REF).with_row_index(ROW)

@@ -55,8 +55,8 @@ def test_tokenizer_is_read_from_the_cards_folder_never_the_working_directory(
     tokenizer_file(tmp_path / "tok", [])  # a *different* ./tok/tokenizer.json in the working directory
     first = build(card)
     manifest = read_manifest(first.version_dir)
-    # the card-relative tokenizer splits on whitespace: 3 + 3 completion... counted per row (prompt + completion)
-    per_row = 4 + 3  # "say N words please" -> 4 tokens ("N" is unknown, still one token), "one two three" -> 3
+    # the card-relative tokenizer: "say N words please" is 4 tokens (N is [UNK]), "one two three" is 3
+    per_row = 4 + 3
     train_rows = sum(manifest["counts"]["splits"]["train"].values())
     assert manifest["tokens"]["train"]["qa"] == per_row * train_rows
     # editing the file in the working directory changes nothing: same id, a cache hit
@@ -107,3 +107,35 @@ def test_validate_reports_every_unresolvable_input_at_once(tmp_path: Path) -> No
         validate_card(card_file)
     locs = [i.loc for i in info.value.issues]
     assert ("tasks", 0, "source") in locs and ("filters", "quality", "tokenizer") in locs
+
+
+def test_a_source_edited_during_the_build_is_never_published(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fingerprint/read race: the id is computed from the bytes hashed; rows read later must be those bytes."""
+    from cardtune.curate import pipeline
+
+    card = project(tmp_path)
+    source = tmp_path / "proj" / "data" / "qa.jsonl"
+    original = source.read_text(encoding="utf-8")
+    real = pipeline.load_source
+
+    def edit_then_read(resolved, task):  # type: ignore[no-untyped-def]
+        source.write_text(original.replace("say 3 words", "say 3 other words"), encoding="utf-8")
+        return real(resolved, task)
+
+    monkeypatch.setattr(pipeline, "load_source", edit_then_read)
+    with pytest.raises(UserInputError, match="changed while the build was reading it"):
+        build(card)
+    assert not any((tmp_path / "out").rglob("manifest.json"))  # nothing published under the old content's id
+    monkeypatch.setattr(pipeline, "load_source", real)
+    source.write_text(original, encoding="utf-8")
+    result = build(card)
+    assert not result.cached
+    import polars as pl
+
+    rows = pl.concat([pl.read_parquet(result.version_dir / f"{s}.parquet") for s in ("train", "eval")])
+    texts = (
+        rows["prompt"].cast(pl.String).to_list()
+        if rows.schema["prompt"] == pl.String
+        else [str(p) for p in rows["prompt"].to_list()]
+    )
+    assert any("say 3 words" in t for t in texts) and not any("other" in t for t in texts)

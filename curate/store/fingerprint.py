@@ -103,6 +103,49 @@ def input_hashes(inputs: ResolvedInputs) -> tuple[dict[str, str], dict[str, str]
     return sources, other
 
 
+Snapshot = dict[Path, tuple[int, int]]  # file -> (size, mtime_ns)
+
+
+def input_files(inputs: ResolvedInputs) -> list[Path]:
+    """Every local file a build reads: sources, benchmarks, tokenizers, earlier versions' manifests."""
+    found: list[Path] = []
+    for resolved in [*inputs.sources.values(), *inputs.benchmarks.values()]:
+        if resolved.kind == "hf_disk":
+            found.extend(p for p in resolved.files[0].rglob("*") if p.is_file())
+        else:
+            found.extend(resolved.files)
+    for named in inputs.tokenizers.values():
+        if named.path is not None:
+            found.extend([named.path] if named.path.is_file() else [p for p in named.path.rglob("*") if p.is_file()])
+    found.extend(path / "manifest.json" for path in inputs.versions.values())
+    return found
+
+
+def snapshot(files: list[Path]) -> Snapshot:
+    """Size and modification time of each file, taken before hashing (compared again after reading)."""
+    out: Snapshot = {}
+    for path in files:
+        stat = path.stat()
+        out[path] = (stat.st_size, stat.st_mtime_ns)
+    return out
+
+
+def check_unchanged(before: Snapshot) -> None:
+    """Refuse to publish when an input changed between hashing and reading (the id would name other bytes)."""
+    from cardtune.curate.errors import UserInputError
+
+    for path, (size, mtime) in before.items():
+        try:
+            stat = path.stat()
+        except OSError:
+            raise UserInputError(f"{path}: removed while the build was reading it; nothing was written") from None
+        if (stat.st_size, stat.st_mtime_ns) != (size, mtime):
+            raise UserInputError(
+                f"{path}: changed while the build was reading it (its hash no longer names what was read); "
+                "nothing was written — build again"
+            )
+
+
 def files_fingerprint(paths: list[Path]) -> str:
     """``sha256:`` over the names and bytes of some files, in the given order."""
     digest = hashlib.sha256()
