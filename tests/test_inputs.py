@@ -114,6 +114,7 @@ def test_a_source_edited_during_the_build_is_never_published(tmp_path: Path, mon
     from cardtune.curate import pipeline
 
     card = project(tmp_path)
+    monkeypatch.chdir(tmp_path)
     source = tmp_path / "proj" / "data" / "qa.jsonl"
     original = source.read_text(encoding="utf-8")
     real = pipeline.load_source
