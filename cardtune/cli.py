@@ -70,22 +70,31 @@ def init(
     """Write a commented starter card (and a tiny sample source next to it) that validates and builds."""
     import re
 
+    from cardtune.curate.card.schema import SAFE_NAME
     from cardtune.curate.card.starter import starter_files
 
-    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
-        raise fail(f"{name!r}: use letters, digits, '.', '_' or '-' for a dataset name", code=2)
+    if not re.fullmatch(SAFE_NAME, name) or len(name) > 128:
+        raise fail(
+            f"{name!r}: a dataset name is one folder name: letters, digits, '.', '_' or '-', not starting with '.'",
+            code=2,
+        )
     target = output or Path("data_cards") / f"{name}.yaml"
     data = target.parent / "data" / f"{name}.jsonl"
+    if target.is_dir():
+        raise fail(f"{target}: is a directory; give the card's file name, e.g. {target / (name + '.yaml')}")
     if target.exists() and not force:
         raise fail(f"{target}: already exists (use --force to overwrite)")
     files = starter_files(name, str(target), f"data/{name}.jsonl")
-    data.parent.mkdir(parents=True, exist_ok=True)
-    for path, text in ((target, files["card"]), (data, files["data"])):
-        if path == data and data.exists():
-            continue
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+    try:
+        data.parent.mkdir(parents=True, exist_ok=True)
+        for path, text in ((target, files["card"]), (data, files["data"])):
+            if path == data and data.exists():
+                continue
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(path)
+    except OSError as exc:
+        raise fail(f"{exc.filename or target}: cannot write: {exc.strerror or exc}") from None
     console.print(f"wrote {target} (and a sample source {data}): edit it, then `cardtune validate {target}`")
 
 
@@ -100,7 +109,10 @@ def schema(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise fail(f"{output}: cannot write: {exc.strerror or exc}") from None
         console.print(f"wrote {output}")
 
 

@@ -176,30 +176,34 @@ class TrainInputs:
 
 
 def resolve_train_inputs(card: Card) -> TrainInputs:
-    """Resolve ``train.model``, ``train.chat_template`` and ``train.base`` (errors at the card's lines)."""
+    """Resolve ``train.model``, ``train.chat_template`` and ``train.base`` (all errors at once, at the card's lines)."""
     from cardtune.train.schema import BUILTIN_TEMPLATES, DEFAULT_MODEL
 
     train = card.train
-    model = None if train.model == DEFAULT_MODEL else resolve_named(card, train.model, ("train", "model"), "model")
+    issues: list[Issue] = []
+    model = None
+    if train.model != DEFAULT_MODEL:
+        try:
+            model = resolve_named(card, train.model, ("train", "model"), "model")
+        except UserInputError as exc:
+            issues.extend(exc.issues)
     template: str | Path | None = train.chat_template
     if train.chat_template is not None and train.chat_template not in BUILTIN_TEMPLATES:
         path = card_path(train.chat_template, card.base_dir)
         loc = ("train", "chat_template")
         if path.suffix not in (".jinja", ".j2"):
-            raise UserInputError(
-                [
-                    card.issue(
-                        loc,
-                        f"{train.chat_template!r} is neither a built-in ({', '.join(BUILTIN_TEMPLATES)}) nor a .jinja file",
-                    )
-                ]
+            builtins = ", ".join(BUILTIN_TEMPLATES)
+            issues.append(
+                card.issue(loc, f"{train.chat_template!r} is neither a built-in ({builtins}) nor a .jinja file")
             )
-        if not path.is_file():
-            raise UserInputError([card.issue(loc, f"{path}: file not found (paths are relative to the card's folder)")])
+        elif not path.is_file():
+            issues.append(card.issue(loc, f"{path}: file not found (paths are relative to the card's folder)"))
         template = path
     base = None
     if train.base is not None:
         base = card_path(train.base, card.base_dir)
         if not base.is_dir():
-            raise UserInputError([card.issue(("train", "base"), f"{base}: no such run directory")])
+            issues.append(card.issue(("train", "base"), f"{base}: no such run directory"))
+    if issues:
+        raise UserInputError(issues)
     return TrainInputs(model, template, base)

@@ -11,14 +11,30 @@ from _train_data import write_card
 from cardtune.curate.card.load import load_card
 from cardtune.curate.errors import UserInputError
 from cardtune.train import config as cfg
-from cardtune.train.sft_fields import RESERVED, SFT_CONFIG_FIELDS
+from cardtune.train.sft_fields import RESERVED, SFT_CONFIG_FIELDS, json_kinds
 
 
 def test_static_field_list_matches_installed_trl() -> None:
+    import typing
+
     import trl
 
-    assert {f.name for f in dataclasses.fields(trl.SFTConfig)} == SFT_CONFIG_FIELDS
-    assert set(RESERVED) <= SFT_CONFIG_FIELDS
+    hints = typing.get_type_hints(trl.SFTConfig)
+    installed = {f.name: json_kinds(hints[f.name]) for f in dataclasses.fields(trl.SFTConfig)}
+    assert installed == SFT_CONFIG_FIELDS  # names and the JSON kinds each field's annotation accepts
+    assert set(RESERVED) <= set(SFT_CONFIG_FIELDS)
+
+
+def test_sft_values_of_the_wrong_type_are_caught_by_the_card_loader(tmp_path: Path) -> None:
+    card = write_card(tmp_path / "c.yaml", sft={"learning_rate": "fast", "num_train_epochs": 2, "bf16": "yes"})
+    with pytest.raises(UserInputError) as err:
+        load_card(card)
+    messages = [i.message for i in err.value.issues]
+    assert any("`learning_rate` must be float or int, got str 'fast'" in m for m in messages)
+    assert any("`bf16` must be bool" in m for m in messages) and len(messages) == 2
+    card = write_card(tmp_path / "d.yaml", sft={"learning_rate": "2e-4"})
+    with pytest.raises(UserInputError, match=r"write 2\.0e-4"):
+        load_card(card)
 
 
 def test_unknown_sft_field_is_caught_by_the_card_loader_with_did_you_mean(tmp_path: Path) -> None:

@@ -64,14 +64,14 @@ def card_from_located(located: LocatedYaml, path: Path | None) -> Card:
 
 
 def _sft_issues(located: LocatedYaml) -> list[Issue]:
-    """Unknown or reserved ``train.sft`` keys, each at its own line (torch-free; TRL re-checks at tune time)."""
-    from cardtune.train.sft_fields import sft_key_problem
+    """Unknown or reserved ``train.sft`` keys and values of the wrong type, each at its own line (torch-free)."""
+    from cardtune.train.sft_fields import sft_key_problem, sft_value_problem
 
     train = located.data.get("train") if isinstance(located.data, dict) else None
     sft = train.get("sft") if isinstance(train, dict) else None
     if not isinstance(sft, dict):
         return []
-    problems = ((key, sft_key_problem(str(key))) for key in sft)
+    problems = ((key, sft_key_problem(str(key)) or sft_value_problem(str(key), value)) for key, value in sft.items())
     return [located.issue(("train", "sft", key), problem) for key, problem in problems if problem is not None]
 
 

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 else:
     Filters = filters_model()
 
+# A dataset name is a directory name under output.dir: one safe path component ("..", ".x" are refused).
+SAFE_NAME = r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$"
 Mode = Literal["instruction", "finetune"]
 Strategy = Literal["fixed", "examples_proportional", "temperature", "count"]
 
@@ -120,7 +122,13 @@ class Output(Section):
 class Card(Section):
     """A dataset card: tasks, templates, mixture, filters, split, output and training."""
 
-    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Dataset name (required).")
+    name: str = Field(
+        ...,
+        min_length=1,
+        max_length=128,
+        pattern=SAFE_NAME,
+        description="Dataset name (required): letters, digits, `.`, `_`, `-`, not starting with `.` (it names a folder).",
+    )
     version: str = Field("0.1.0", description="Human label; the content hash is the real version id.")
     description: str = Field("", description="What this dataset is for; goes into the generated dataset card.")
     license: str = Field("other", description="SPDX-style license id for the generated dataset card.")

@@ -12,7 +12,7 @@ from pathlib import Path
 from cardtune.curate.card.load import load_card
 from cardtune.curate.card.schema import Card
 from cardtune.curate.errors import Issue, UserInputError
-from cardtune.curate.inputs import ResolvedInputs, resolve_inputs
+from cardtune.curate.inputs import ResolvedInputs, resolve_inputs, resolve_train_inputs
 
 
 def validate_card(path: str | Path) -> Card:
@@ -21,6 +21,10 @@ def validate_card(path: str | Path) -> Card:
     issues: list[Issue] = []
     inputs = resolve_inputs(card, issues)
     issues.extend(check_templates(card, inputs))
+    try:
+        resolve_train_inputs(card)  # model, chat template file, base run: the same rule, caught before `tune`
+    except UserInputError as exc:
+        issues.extend(exc.issues)
     if issues:
         raise UserInputError(issues)
     return card

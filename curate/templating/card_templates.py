@@ -85,6 +85,8 @@ def template_issues(card: Card, inputs: ResolvedInputs) -> tuple[dict[str, list[
         resolved = inputs.sources.get(task.name)  # None when the source itself could not be resolved
         if per_ref and len(issues) == unresolved and resolved is not None:  # all of this task's references resolved
             issues.extend(_input_issues(card, resolved, i, per_ref))
+        if not task.templates and resolved is not None:
+            issues.extend(_passthrough_issues(card, resolved, i))
     return by_task, issues
 
 
@@ -117,6 +119,31 @@ def _input_issues(card: Card, resolved: ResolvedSource, i: int, per_ref: dict[in
             )
         )
     return out
+
+
+PASSTHROUGH_COLUMNS = (("messages",), ("conversations",), ("prompt", "completion"))
+
+
+def _passthrough_issues(card: Card, resolved: ResolvedSource, i: int) -> list[Issue]:
+    """A task without templates must have columns to pass through (``messages``, ``conversations``, or both
+    ``prompt`` and ``completion``)."""
+    from cardtune.curate.sources.read import source_columns
+
+    task = card.tasks[i]
+    try:
+        columns = source_columns(resolved, task)
+    except UserInputError as exc:
+        return [card.issue(("tasks", i, "source"), e.message) for e in exc.issues]
+    if any(set(group) <= set(columns) for group in PASSTHROUGH_COLUMNS):
+        return []
+    return [
+        card.issue(
+            ("tasks", i, "name"),
+            f"task {task.name!r} has no `templates`, and its source has no `messages`, `conversations` or "
+            f"`prompt` + `completion` columns to pass through (its columns: {', '.join(columns)}); add "
+            "`templates:` or map columns with `columns: {prompt: <column>, completion: <column>}`",
+        )
+    ]
 
 
 def task_templates(card: Card, inputs: ResolvedInputs | None = None) -> dict[str, list[Template]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -273,10 +274,32 @@ def load_template_file(path: Path) -> list[Template]:
     return templates_from_located(located, text)
 
 
+MAX_WALK = 20_000  # directory entries looked at under one template folder before giving up
+
+
 def template_files(path: Path) -> list[Path]:
-    """The YAML files of a template directory (recursive, sorted), or ``[path]`` for a file."""
+    """The YAML files of a template directory (recursive, sorted, hidden folders skipped), or ``[path]`` for a file.
+
+    The search is bounded: the file-system root is refused, and a tree with more than ``MAX_WALK`` entries stops
+    with a clear line (a ``templates_dir`` pointed at the wrong folder must not walk the whole disk).
+    """
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+        resolved = path.resolve()
+        if resolved == Path(resolved.anchor):
+            raise UserInputError(f"{path}: refusing to search the file-system root for templates")
+        found: list[Path] = []
+        seen = 0
+        for folder, dirs, files in os.walk(resolved):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            seen += len(dirs) + len(files)
+            if seen > MAX_WALK:
+                raise UserInputError(
+                    f"{path}: more than {MAX_WALK} files and folders under this template directory; "
+                    "point it at the folder that holds your template .yaml files"
+                )
+            found.extend(Path(folder) / f for f in files if f.endswith((".yaml", ".yml")))
+        base = path if not path.is_absolute() else resolved
+        return sorted(base / p.relative_to(resolved) for p in found)
     if not path.exists():
         raise UserInputError(f"{path}: template file or directory not found")
     return [path]

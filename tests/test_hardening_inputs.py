@@ -1,0 +1,119 @@
+"""Red-team regressions for names, paths and what `validate` must catch before `build`/`tune` (issue 10)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cardtune.cli import app
+from cardtune.curate.card.load import load_card
+from cardtune.curate.card.validate import validate_card
+from cardtune.curate.errors import UserInputError
+from cardtune.curate.pipeline import build
+from cardtune.curate.templating.library import MAX_WALK, template_files
+
+runner = CliRunner()
+
+
+def card_dir(tmp_path: Path, body: str, rows: list[dict[str, str]] | None = None) -> Path:
+    rows = rows if rows is not None else [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(10)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    path = tmp_path / "card.yaml"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("name", ["..", ".", "...", ".hidden", "a/b", ""])
+def test_dataset_names_are_one_safe_path_component(tmp_path: Path, name: str) -> None:
+    path = card_dir(tmp_path, f"name: {json.dumps(name)}\ntasks:\n  - name: t\n    source: {{path: d.jsonl}}\n")
+    with pytest.raises(UserInputError) as info:
+        load_card(path)
+    assert info.value.issues[0].loc == ("name",) and info.value.issues[0].line == 1
+
+
+@pytest.mark.parametrize("name", ["..", ".hidden", "a/b"])
+def test_init_refuses_unsafe_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["init", name])
+    assert result.exit_code == 2 and "one folder name" in result.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_init_and_schema_refuse_bad_outputs_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "existing").mkdir()
+    result = runner.invoke(app, ["init", "x", "-o", "existing"])
+    assert result.exit_code == 1 and "is a directory" in result.output and "Traceback" not in result.output
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # running as root: permissions do not stop us; use a path under a file
+            target = tmp_path / "afile" / "card.yaml"
+            (tmp_path / "afile").write_text("x")
+        else:
+            target = locked / "card.yaml"
+        for args in (["init", "x", "-o", str(target)], ["schema", "-o", str(target)]):
+            result = runner.invoke(app, args)
+            assert result.exit_code == 1 and "cannot write" in result.output, result.output
+            assert result.exception is None or isinstance(result.exception, SystemExit)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_output_dir_tilde_is_expanded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    card = card_dir(tmp_path, "name: t\ntasks:\n  - name: t\n    source: {path: d.jsonl}\noutput: {dir: ~/versions}\n")
+    result = build(card)
+    assert result.version_dir.parent == tmp_path / "home" / "versions" / "t"
+    assert not (tmp_path / "~").exists()
+
+
+def test_templates_dir_search_is_bounded(tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="file-system root"):
+        template_files(Path("/"))
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(MAX_WALK + 1):
+        (big / f"f{i}.txt").touch()
+    started = time.perf_counter()
+    with pytest.raises(UserInputError, match=f"more than {MAX_WALK}"):
+        template_files(big)
+    assert time.perf_counter() - started < 10
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / ".git").mkdir()
+    (tmp_path / "t" / ".git" / "x.yaml").write_text("not a template")
+    (tmp_path / "t" / "a.yaml").write_text("x")
+    assert template_files(tmp_path / "t") == [tmp_path / "t" / "a.yaml"]  # hidden folders are skipped
+
+
+def test_validate_catches_a_task_with_nothing_to_render(tmp_path: Path) -> None:
+    rows = [{"question": "q", "answer": "a"}]
+    card = card_dir(tmp_path, "name: t\ntasks:\n  - name: qa\n    source: {path: d.jsonl}\n", rows)
+    with pytest.raises(UserInputError) as info:
+        validate_card(card)
+    (issue,) = info.value.issues
+    assert issue.line == 3 and "no `templates`" in issue.message and "question, answer" in issue.message
+
+
+def test_validate_catches_a_missing_chat_template_and_model_path(tmp_path: Path) -> None:
+    card = card_dir(
+        tmp_path,
+        "name: t\ntasks:\n  - name: t\n    source: {path: d.jsonl}\n"
+        "train:\n  chat_template: my.jinja\n  model: ./models/tiny\n",
+    )
+    with pytest.raises(UserInputError) as info:
+        validate_card(card)
+    assert {i.loc for i in info.value.issues} == {("train", "chat_template"), ("train", "model")}  # both at once
+    (tmp_path / "models" / "tiny").mkdir(parents=True)
+    with pytest.raises(UserInputError, match=r"card\.yaml:6: train\.chat_template: .*my\.jinja: file not found"):
+        validate_card(card)
+    card.write_text(card.read_text().replace("my.jinja", "chatml2"))
+    with pytest.raises(UserInputError, match="neither a built-in"):
+        validate_card(card)
