@@ -119,9 +119,26 @@ def test_hub_model_while_offline(tmp_path: Path, versions: dict[str, Path], monk
     _fails_cleanly(
         tmp_path,
         versions["instruction"],
-        "'someorg/no-such-model' is not in the local Hugging Face cache and needs network access",
+        "'someorg/no-such-model' is not in the local Hugging Face cache and the hub cannot be reached",
         model="someorg/no-such-model",
     )
+
+
+def test_unreachable_hub_fails_fast(tmp_path: Path, versions: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """No HF_HUB_OFFLINE, but nothing answers at the endpoint: one line within seconds, not a minute of retries."""
+    import socket
+    import time
+
+    from huggingface_hub import constants
+
+    with socket.socket() as sock:  # a loopback port that is certainly closed: bind, then release it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    started = time.perf_counter()
+    _fails_cleanly(tmp_path, versions["instruction"], "the hub cannot be reached", model="someorg/no-such-model")
+    assert time.perf_counter() - started < 20
 
 
 def test_unknown_sft_field(tmp_path: Path, versions: dict[str, Path]) -> None:

@@ -12,6 +12,7 @@ Chat templates: ``train.chat_template`` may name a built-in (``chatml``, ``llama
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,8 +210,17 @@ def load(
         kwargs["dtype"] = torch.float32
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if source == spec and not hub_reachable():
+        if not _cached(spec):  # fail now: the hub client would retry for about a minute before saying so
+            raise UserInputError(
+                f"train.model: {spec!r} is not in the local Hugging Face cache and the hub cannot be reached "
+                "(offline); connect, or point `train.model` at a local model directory (or use `default`)"
+            )
+        kwargs["local_files_only"] = True  # cached: load it without asking the hub for newer files
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, trust_remote_code=trust_remote_code, local_files_only=bool(kwargs.get("local_files_only"))
+        )
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as exc:
         text = str(exc).lower()
@@ -236,6 +246,38 @@ def _offline() -> bool:
     from huggingface_hub import constants
 
     return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_reachable() -> bool:
+    """Whether the Hugging Face hub answers a TCP connection (``HF_HUB_OFFLINE`` = no; probed once per endpoint)."""
+    from huggingface_hub import constants
+
+    return not constants.HF_HUB_OFFLINE and _probe(str(constants.ENDPOINT))
+
+
+@functools.lru_cache(maxsize=4)
+def _probe(endpoint: str, timeout: float = 3.0) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _cached(repo_id: str) -> bool:
+    """Whether a hub model's config is in the local cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # an id the cache cannot even name
+        return False
+    return isinstance(found, str)
 
 
 def _quantization_config(kind: str, on_gpu: bool) -> Any:

@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -264,15 +265,33 @@ def _stash_default_base(loaded: models.Loaded) -> Path:
     return path
 
 
+def last_complete_checkpoint(root: Path) -> str | None:
+    """The newest checkpoint under ``root`` that was saved completely (it has ``trainer_state.json``).
+
+    A process killed while saving leaves a newer ``checkpoint-N`` without it; resuming from that one would fail
+    on every try, so it is skipped — and the skip is said.
+    """
+    if not root.is_dir():
+        return None
+    steps = []
+    for path in root.iterdir():
+        if path.is_dir() and path.name.startswith("checkpoint-") and path.name[len("checkpoint-") :].isdigit():
+            steps.append((int(path.name[len("checkpoint-") :]), path))
+    for _, path in sorted(steps, reverse=True):
+        if (path / "trainer_state.json").is_file():
+            return str(path)
+        print(
+            f"skipping {path}: incomplete checkpoint (no trainer_state.json; the save was interrupted)", file=sys.stderr
+        )
+    return None
+
+
 def _run_dir(output: Path, card: Card, version_id: str, resume: bool) -> tuple[str, Path, str | None]:
     """(run name, partial dir, checkpoint to resume from)."""
     prefix = f"{card.name}-{version_id[:8]}-"
     if resume:
-        from transformers.trainer_utils import get_last_checkpoint
-
         for partial in sorted(output.glob(f".{prefix}*{PARTIAL}"), reverse=True):
-            ckpt_root = partial / "checkpoints"
-            last = get_last_checkpoint(str(ckpt_root)) if ckpt_root.is_dir() else None
+            last = last_complete_checkpoint(partial / "checkpoints")
             if last is not None:
                 saved = (partial / "card.yaml").read_text(encoding="utf-8") if (partial / "card.yaml").exists() else ""
                 if saved and saved != _card_text(card):
