@@ -142,3 +142,15 @@ def test_total_tokens_converts_to_examples() -> None:
     # equal rates; mean tokens per example 15 -> 200 examples, split 100 / 100 -> 1000 + 2000 tokens
     assert [p.target for p in plans] == [100, 100]
     assert sum(p.estimated_tokens for p in plans) == 3000
+
+
+def test_a_total_far_beyond_the_pools_is_refused_with_the_repeat_factor() -> None:
+    from cardtune.curate.card.schema import Mixture, Task
+    from cardtune.curate.mixing.mixture import MAX_REPEAT, plan_mixture
+
+    tasks = [Task(name="a", source={"path": "a.jsonl"}), Task(name="b", source={"path": "b.jsonl"})]  # type: ignore[arg-type]
+    sizes = {"a": 10, "b": 10}
+    ok = plan_mixture(tasks, sizes, {"a": 1.0, "b": 1.0}, Mixture(total=2 * 10 * MAX_REPEAT))
+    assert [p.repeats for p in ok] == [MAX_REPEAT, MAX_REPEAT]
+    with pytest.raises(UserInputError, match=r"repeat factor of 500,000x"):
+        plan_mixture(tasks, sizes, {"a": 1.0, "b": 1.0}, Mixture(total=10**7))

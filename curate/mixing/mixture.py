@@ -82,6 +82,9 @@ def largest_remainder(values: Sequence[float], total: int) -> list[int]:
     return floors
 
 
+MAX_REPEAT = 1_000  # a target beyond this many copies of a task's rows is a mistake (e.g. total: 1e12), not a plan
+
+
 def plan_mixture(
     tasks: Sequence[Task], available: Mapping[str, int], avg_tokens: Mapping[str, float], spec: Mixture
 ) -> list[TaskPlan]:
@@ -118,6 +121,11 @@ def plan_mixture(
             )
         repeats, remainder = divmod(target, n) if n else (0, 0)
         upsampled = target > n
+        if n and target > MAX_REPEAT * n:
+            raise UserInputError(
+                f"mixture: task {task.name!r} would need {target:,} examples from {n:,} rows — a repeat factor of "
+                f"{target / n:,.0f}x (at most {MAX_REPEAT:,}x is allowed); lower `mixture.total` or the weights"
+            )
         if upsampled and not spec.upsample:
             raise UserInputError(
                 f"mixture: task {task.name!r} needs {target} examples but has {n} after filtering, and "
