@@ -41,6 +41,12 @@ def build(
     splits = manifest["counts"]["splits"]
     sizes = ", ".join(f"{name} {sum(splits[name].values()):,}" for name in ("train", "eval", "heldout"))
     console.print(f"[green]built[/] {result.version_dir}  ({sizes})")
+    if result.removed:
+        console.print(
+            f"[yellow]replaced[/] the previous copy; removed {', '.join(result.removed)} (not written by a build: "
+            "run `cardtune report` again)",
+            markup=True,
+        )
 
 
 def ls(

@@ -55,6 +55,7 @@ class BuildResult:
     manifest: dict[str, Any]
     plan: list[TaskPlan] = field(default_factory=list)
     dry_run: bool = False
+    removed: tuple[str, ...] = ()  # files of a replaced (--force) version that a build does not write, e.g. report.html
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,10 @@ def build(
             manifest["files"] = {p.name: sha256_bytes(p.read_bytes()) for p in sorted(tmp.iterdir())}
             # the write step is still open: record its time so far (everything but the manifest itself)
             manifest["timings"] = {**steps.timings, "write": round(time.perf_counter() - write_start, 4)}
+            written = {p.name for p in tmp.iterdir()} | {store.MANIFEST}
+            removed = tuple(sorted({p.name for p in final.iterdir()} - written)) if final.is_dir() else ()
             store.publish(tmp, final, manifest)
-    return BuildResult(resolved.version_id, final, False, manifest, plans)
+    return BuildResult(resolved.version_id, final, False, manifest, plans, removed=removed)
 
 
 def _load_and_render(resolved: Resolved, steps: Steps) -> tuple[pl.DataFrame, dict[str, int]]:

@@ -43,8 +43,13 @@ def write_parquet(frame: pl.DataFrame, path: Path) -> None:
 
 @contextmanager
 def staging_dir(root: Path, version: str) -> Iterator[Path]:
-    """A temporary directory beside the final one; removed if the block fails."""
+    """A temporary directory beside the final one; removed if the block fails (also on SIGTERM, see the CLI).
+
+    Staging dirs of processes that no longer run (a build killed with SIGKILL, a power cut) are removed first,
+    and an interrupted ``--force`` replacement is undone (see :func:`recover`).
+    """
     root.mkdir(parents=True, exist_ok=True)
+    recover(root)
     tmp = root / f"{TMP_PREFIX}{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
@@ -54,11 +59,51 @@ def staging_dir(root: Path, version: str) -> Iterator[Path]:
         raise
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def recover(root: Path) -> list[str]:
+    """Clean what dead processes left under ``<output.dir>/<name>/``; returns what was done, one line each.
+
+    * ``.tmp-<id>-<pid>-<x>``: a staging dir whose process is gone → removed;
+    * ``.tmp-old-<id>-<pid>-<x>``: the previous version moved aside by ``--force``; if its process died before
+      the new one was in place (no ``<id>`` dir), it is renamed back, else removed.
+    """
+    done: list[str] = []
+    if not root.is_dir():
+        return done
+    for path in sorted(root.iterdir()):
+        name = path.name
+        if not name.startswith(TMP_PREFIX) or not path.is_dir():
+            continue
+        parts = name[len(TMP_PREFIX) :].split("-")
+        old = parts[0] == "old"
+        if old:
+            parts = parts[1:]
+        if len(parts) < 3 or not parts[-2].isdigit() or _pid_alive(int(parts[-2])):
+            continue
+        final = root / "-".join(parts[:-2])
+        if old and not final.exists() and (path / MANIFEST).is_file():
+            path.rename(final)
+            done.append(f"restored {final} (a --force rebuild was interrupted)")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            done.append(f"removed {path} (left by an interrupted build)")
+    return done
+
+
 def publish(tmp: Path, final: Path, manifest: Mapping[str, Any]) -> Path:
     """Write the manifest last, then move the staged directory into place (replacing an old one)."""
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    if final.exists():
-        trash = final.with_name(f"{TMP_PREFIX}old-{final.name}-{uuid.uuid4().hex[:8]}")
+    if final.exists():  # --force: move the old version aside; a crash in between is undone by `recover`
+        trash = final.with_name(f"{TMP_PREFIX}old-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         final.rename(trash)
         tmp.rename(final)
         shutil.rmtree(trash, ignore_errors=True)
