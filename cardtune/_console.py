@@ -37,8 +37,9 @@ def user_errors() -> Iterator[None]:
         where = f"{exc.filename}: " if exc.filename else ""
         err_console.print(f"[bold red]error:[/] {_escape(where + (exc.strerror or str(exc)))}")
         raise typer.Exit(EXIT_INVALID) from None
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]: no dataset version or run directory was left half-written")
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (cardtune.cli.main turns it into one)
+        said = str(exc) or "no dataset version or run directory was left half-written"
+        err_console.print(f"[yellow]interrupted[/]: {_escape(said)}")
         raise typer.Exit(130) from None
 
 

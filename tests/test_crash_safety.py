@@ -172,3 +172,20 @@ def test_force_says_which_extra_files_it_removes(tmp_path: Path, monkeypatch: py
     result = runner.invoke(app, ["build", str(card), "--quiet", "--force"])
     assert result.exit_code == 0 and "removed report.html" in result.output
     assert not (version / "report.html").exists() and (version / "manifest.json").is_file()
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_build_is_handled_like_ctrl_c(tmp_path: Path) -> None:
+    card = project(tmp_path, 30_000)
+    out = tmp_path / "out" / "crash"
+    proc = subprocess.Popen(cli("build", str(card), "--quiet"), cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.is_dir() and any(p.name.startswith(".tmp-") for p in out.iterdir()):
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the build finished before its write step"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert list(out.iterdir()) == []  # its own staging dir removed on the way out, nothing published

@@ -143,7 +143,10 @@ def _tune(
             shutil.rmtree(base_tmp, ignore_errors=True)
 
     t_train = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=checkpoint)
+    try:
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_interrupted_message(partial, card)) from None
     t_done = time.perf_counter()
     trainer.save_model(str(partial / "model"))
     if not main:
@@ -263,6 +266,18 @@ def _stash_default_base(loaded: models.Loaded) -> Path:
     loaded.model.save_pretrained(path)
     loaded.tokenizer.save_pretrained(path)
     return path
+
+
+def _interrupted_message(partial: Path, card: Card) -> str:
+    """What Ctrl-C (or SIGTERM) during training leaves, and how to continue."""
+    last = last_complete_checkpoint(partial / "checkpoints")
+    if last is None:
+        return f"the interrupted run in {partial} has no checkpoint yet; `cardtune tune` starts it again"
+    where = f"{card.path}" if card.path else "CARD"
+    return (
+        f"the interrupted run is kept in {partial} (last checkpoint {Path(last).name}); "
+        f"`cardtune tune {where} --resume` continues it"
+    )
 
 
 def last_complete_checkpoint(root: Path) -> str | None:

@@ -6,11 +6,11 @@ by the same readers.
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from cardtune.curate.card.section import Section
+from cardtune.curate.errors import did_you_mean
+from cardtune.curate.sources import registry
 
 
 class Source(Section):
@@ -18,8 +18,8 @@ class Source(Section):
 
     path: str | None = Field(
         None,
-        description="Local JSONL, JSON array, CSV/TSV or Parquet file, a glob, a directory of such files, or "
-        "a `datasets.save_to_disk` directory. Relative to the card's folder. Default: none (give `path` or `hf`).",
+        description="A local data file (in any `format`), a glob, a directory of such files, or a folder format's "
+        "directory (e.g. `datasets.save_to_disk`). Relative to the card's folder. Default: none (give `path` or `hf`).",
     )
     hf: str | None = Field(None, description="Hugging Face hub dataset id, e.g. `super_glue`. Default: none.")
     config: str | None = Field(None, description="Hub dataset configuration name (with `hf`). Default: none.")
@@ -29,13 +29,20 @@ class Source(Section):
     revision: str | None = Field(
         None, description="Hub dataset revision (commit sha or tag); pin it for reproducible versions. Default: none."
     )
-    format: Literal["auto", "jsonl", "json", "csv", "tsv", "parquet", "hf_disk"] = Field(
-        "auto", description="File format; `auto` infers it from the extension. Default: `auto`."
-    )
+    format: str = Field(registry.AUTO, description=registry.format_help())
     id_column: str | None = Field(
         None, description="Column holding a stable row id used in `source_ref`; default: the row index."
     )
     limit: int | None = Field(None, ge=1, description="Read at most this many rows (the first N). Default: all rows.")
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        formats = registry.card_formats()
+        if value not in formats:
+            hint = did_you_mean(value.lower(), formats)
+            raise ValueError(f"{value!r} is not one of {', '.join(formats)}{hint}")
+        return value
 
     @model_validator(mode="after")
     def _one_of(self) -> Source:
