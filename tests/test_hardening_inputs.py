@@ -117,3 +117,37 @@ def test_validate_catches_a_missing_chat_template_and_model_path(tmp_path: Path)
     card.write_text(card.read_text().replace("my.jinja", "chatml2"))
     with pytest.raises(UserInputError, match="neither a built-in"):
         validate_card(card)
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "extra", "message"),
+    [
+        ("e.json", "[]", "", r"e\.json: the file holds no rows"),
+        ("r.csv", "a,b\n1,2\n3\n", "    columns: {prompt: a, completion: b}\n", r"r\.csv:3: ragged row: 1 fields, header has 2"),
+        ("n.jsonl", '{"id": 1, "prompt": "a", "completion": "b"}\n{"id": null, "prompt": "c", "completion": "d"}\n',
+         "", r"id_column 'id' is null in row 2"),
+        ("x.parquet", "not parquet", "", r"x\.parquet: not a readable Parquet file"),
+        ("u.jsonl", '{"prompt": "\xff"}', "", r"u\.jsonl: not UTF-8"),
+    ],
+)  # fmt: skip
+def test_bad_source_files_are_one_line_errors(tmp_path: Path, file: str, text: str, extra: str, message: str) -> None:
+    raw = text.encode("latin-1") if file == "u.jsonl" else text.encode()
+    (tmp_path / file).write_bytes(raw)
+    id_column = ", id_column: id" if file == "n.jsonl" else ""
+    card = tmp_path / "card.yaml"
+    card.write_text(f"name: t\nmode: finetune\ntasks:\n  - name: t\n    source: {{path: {file}{id_column}}}\n{extra}")
+    result = runner.invoke(app, ["build", str(card), "--quiet"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    import re
+
+    assert re.search(message, result.output), result.output
+
+
+def test_a_limit_beyond_int64_is_a_card_error(tmp_path: Path) -> None:
+    card = card_dir(
+        tmp_path, "name: t\ntasks:\n  - name: t\n    source: {path: d.jsonl, limit: 99999999999999999999999}\n"
+    )
+    with pytest.raises(UserInputError) as info:
+        load_card(card)
+    assert info.value.issues[0].loc == ("tasks", 0, "source", "limit") and info.value.issues[0].line == 4

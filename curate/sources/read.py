@@ -135,6 +135,12 @@ def with_source_ref(frame: pl.DataFrame, task: Task, label: str) -> pl.DataFrame
                 f"{label}: task {task.name!r}: id_column {id_column!r} is not a column"
                 + did_you_mean(id_column, frame.columns)
             )
+        nulls = frame.select(pl.col(id_column).is_null().arg_true().head(1)).to_series()
+        if len(nulls):
+            raise UserInputError(
+                f"{label}: task {task.name!r}: id_column {id_column!r} is null in row {int(nulls[0]) + 1} "
+                "(every row needs an id)"
+            )
         dup = frame.filter(pl.col(id_column).is_duplicated()).select(id_column).head(1)
         if dup.height:
             raise UserInputError(

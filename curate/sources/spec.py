@@ -33,7 +33,9 @@ class Source(Section):
     id_column: str | None = Field(
         None, description="Column holding a stable row id used in `source_ref`; default: the row index."
     )
-    limit: int | None = Field(None, ge=1, description="Read at most this many rows (the first N). Default: all rows.")
+    limit: int | None = Field(
+        None, ge=1, le=2**63 - 1, description="Read at most this many rows (the first N). Default: all rows."
+    )
 
     @field_validator("format")
     @classmethod

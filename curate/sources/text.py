@@ -106,6 +106,8 @@ def _json_line(line: str, path: Path, lineno: int) -> dict[str, object]:
 def _from_dicts(rows: list[dict[str, object]], path: Path) -> pl.DataFrame:
     import polars as pl
 
+    if not rows:
+        raise UserInputError(f"{path}: the file holds no rows")
     try:
         return pl.from_dicts(rows, infer_schema_length=None)
     except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
@@ -113,6 +115,16 @@ def _from_dicts(rows: list[dict[str, object]], path: Path) -> pl.DataFrame:
 
 
 def _read_csv(path: Path, sep: str, n_rows: int | None = None) -> pl.DataFrame:
+    """A CSV/TSV file; a row with fewer fields than the header is an error at its line, not silent nulls."""
+    frame = _read_csv_frame(path, sep, n_rows)
+    if frame.height and frame.null_count().sum_horizontal().item():  # polars pads short rows with nulls
+        ragged = _ragged_line(path, sep, n_rows)
+        if ragged is not None:
+            raise UserInputError(f"{path}:{ragged[0]}: ragged row: {ragged[1]} fields, header has {ragged[2]}")
+    return frame
+
+
+def _read_csv_frame(path: Path, sep: str, n_rows: int | None = None) -> pl.DataFrame:
     import polars as pl
 
     try:
@@ -153,12 +165,15 @@ def _csv_head(path: Path, sep: str, n_rows: int) -> tuple[io.BytesIO, bool]:
     return io.BytesIO("".join(kept).encode("utf-8")), complete
 
 
-def _ragged_line(path: Path, sep: str) -> tuple[int, int, int] | None:
+def _ragged_line(path: Path, sep: str, n_rows: int | None = None) -> tuple[int, int, int] | None:
+    """(line, fields, header fields) of the first record whose field count differs from the header's."""
     reader = csv.reader(text_lines(path), delimiter=sep)
     header = next(reader, None)
     if header is None:
         return None
-    for row in reader:
+    for i, row in enumerate(reader):
+        if n_rows is not None and i >= n_rows:
+            break
         if row and len(row) != len(header):
             return reader.line_num, len(row), len(header)
     return None
