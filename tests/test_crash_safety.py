@@ -189,3 +189,26 @@ def test_sigterm_during_a_build_is_handled_like_ctrl_c(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     assert list(out.iterdir()) == []  # its own staging dir removed on the way out, nothing published
+
+
+def test_a_full_disk_during_the_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from typer.testing import CliRunner
+
+    from cardtune.cli import app
+    from cardtune.curate.store import versions
+
+    card = project(tmp_path, 50)
+    monkeypatch.chdir(tmp_path)
+    real = versions.write_parquet
+
+    def full(frame: object, path: Path) -> None:
+        if path.name == "eval.parquet":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(frame, path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(versions, "write_parquet", full)
+    result = CliRunner().invoke(app, ["build", str(card), "--quiet"])
+    assert result.exit_code == 1 and "No space left on device" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()  # not even an empty out/crash/ folder

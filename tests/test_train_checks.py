@@ -101,3 +101,17 @@ def test_length_check_truncate_drop_and_impossible(loaded: models.Loaded) -> Non
     assert len(kept) == 16 - report.overlong and "dropped" in report.message()
     with pytest.raises(UserInputError, match="every prompt is at least that long"):
         lengths.check_lengths(tok, ds, conversational=True, max_length=min(p_len), overlong="truncate")
+
+
+DROPS_ASSISTANT = """{%- for m in messages -%}{% if m['role'] != 'assistant' %}<|im_start|>{{ m['role'] }}
+{{ m['content'] }}<|im_end|>
+{% endif %}{% endfor -%}{%- if add_generation_prompt -%}<|im_start|>assistant
+{% endif -%}"""
+
+
+def test_parity_names_a_template_that_drops_assistant_turns(loaded: models.Loaded) -> None:
+    """Was a StopIteration traceback: the training render is a strict prefix of the prompt."""
+    tok = models.default_tokenizer()
+    tok.chat_template = DROPS_ASSISTANT
+    with pytest.raises(UserInputError, match="the chat template drops assistant turns"):
+        parity.check_parity(tok, _rows_for("instruction"), conversational=True, stop_ids=models.stop_token_ids(loaded))

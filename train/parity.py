@@ -85,9 +85,15 @@ def check_parity(
     for row in sample:
         prompt, full = token_ids(tokenizer, row, conversational)
         where = f"row {row.get('source_ref', '?')} (template {row.get('template_id') or '-'})"
+        if conversational and len(full) <= len(prompt) and full == prompt[: len(full)]:
+            raise UserInputError(
+                f"chat-template parity: {where}: rendering the conversation with its assistant turn gives no more "
+                f"tokens than the prompt alone ({len(full)} vs {len(prompt)}): the chat template drops assistant "
+                "turns, so nothing would be trained. Use a template that renders assistant messages."
+            )
         if full[: len(prompt)] != prompt:
-            k = next(i for i, (a, b) in enumerate(zip(prompt, full, strict=False)) if a != b) if full else 0
-            k = min(k, len(full), len(prompt))
+            differ = (i for i, (a, b) in enumerate(zip(prompt, full, strict=False)) if a != b)
+            k = min(next(differ, min(len(prompt), len(full))), len(full), len(prompt))
             raise UserInputError(
                 f"chat-template parity: {where}: the tokenized prompt is not a prefix of the tokenized "
                 f"prompt + completion, so the model would train on a context it never sees at inference.\n"

@@ -7,6 +7,7 @@ interrupted build leaves only a ``.tmp-*`` directory, which is never mistaken fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -48,6 +49,7 @@ def staging_dir(root: Path, version: str) -> Iterator[Path]:
     Staging dirs of processes that no longer run (a build killed with SIGKILL, a power cut) are removed first,
     and an interrupted ``--force`` replacement is undone (see :func:`recover`).
     """
+    created = [p for p in (root, *root.parents) if not p.exists()]  # folders this build makes (removed on failure)
     root.mkdir(parents=True, exist_ok=True)
     recover(root)
     tmp = root / f"{TMP_PREFIX}{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -56,6 +58,9 @@ def staging_dir(root: Path, version: str) -> Iterator[Path]:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:  # innermost first: e.g. datasets/<name>/ then datasets/, when still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
 
 
