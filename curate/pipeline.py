@@ -114,12 +114,19 @@ def build(
             plans = plan_mixture(
                 card.tasks, sizes, {t.name: avg_tokens.get(t.name, 0.0) for t in card.tasks}, card.mixture
             )
-            train_idx = apply_mixture(pools, plans, card.mixture.seed)[ROW]
-            splits = {"train": kept[train_idx], "eval": kept[eval_idx], "heldout": kept[heldout_idx]}
-            train_tokens = _per_task_tokens(splits["train"][TASK], row_tokens[train_idx.to_numpy()])
+            splits = {"eval": kept[eval_idx], "heldout": kept[heldout_idx]}
+            if dry_run:  # counts only: the plan says how many rows each task gets; nothing is sampled
+                split_counts = {"train": {p.task: p.target for p in plans if p.target}}
+                train_tokens = {p.task: (p.estimated_tokens, p.avg_tokens) for p in plans if p.target}
+            else:
+                train_idx = apply_mixture(pools, plans, card.mixture.seed)[ROW]
+                splits = {"train": kept[train_idx], **splits}
+                train_tokens = _per_task_tokens(splits["train"][TASK], row_tokens[train_idx.to_numpy()])
+                split_counts = {}
+            split_counts = {**split_counts, **{name: _per_task(frame) for name, frame in splits.items()}}
         with steps.step("manifest"):
             manifest = _manifest(
-                resolved, counts_source, rendered, splits, dropped, plans, train_tokens, reports, steps.timings
+                resolved, counts_source, rendered, split_counts, dropped, plans, train_tokens, reports, steps.timings
             )
         if dry_run:
             return BuildResult(resolved.version_id, final, False, manifest, plans, dry_run=True)
@@ -206,7 +213,7 @@ def _manifest(
     resolved: Resolved,
     counts_source: dict[str, int],
     rendered: pl.DataFrame,
-    splits: dict[str, pl.DataFrame],
+    split_counts: dict[str, dict[str, int]],
     dropped: dict[str, dict[str, int]],
     plans: Sequence[TaskPlan],
     train_tokens: dict[str, tuple[int, float]],
@@ -234,7 +241,7 @@ def _manifest(
             "rendered": _per_task(rendered),
             "filters": dropped,
             "filter_order": list(dropped),  # the manifest's keys are sorted on disk; this keeps pipeline order
-            "splits": {name: _per_task(frame) for name, frame in splits.items()},
+            "splits": {name: split_counts[name] for name in ("train", "eval", "heldout")},
         },
         "tokens": {"unit": tokenizer or "words", "train": {k: v[0] for k, v in train_tokens.items()}},
         "mixture": {"strategy": card.mixture.strategy, "plan": [p.to_json() for p in plans]},

@@ -167,6 +167,23 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "datasets").exists() or not any((tmp_path / "datasets").rglob("*.parquet"))
 
 
+def test_dry_run_computes_counts_without_sampling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dry run never materializes the mixture (a huge `total` used to hang or abort): counts come from the plan."""
+    from cardtune.curate import pipeline
+
+    card = make_project(tmp_path)
+    card.write_text(card.read_text().replace("total: 120", "total: 50000"), encoding="utf-8")
+
+    def no_sampling(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a dry run sampled the mixture")
+
+    monkeypatch.setattr(pipeline, "apply_mixture", no_sampling)
+    result = build(card, dry_run=True)
+    train = result.manifest["counts"]["splits"]["train"]
+    assert sum(train.values()) == 50000 == sum(p.target for p in result.plan)
+    assert result.manifest["tokens"]["train"] and set(train) == {"qa", "sentiment"}
+
+
 def test_failed_build_leaves_nothing(tmp_path: Path) -> None:
     card = make_project(tmp_path)
     (tmp_path / "qa.jsonl").write_text('{"question": "q", "answer": "a"}\n{"question": "only"}\n', encoding="utf-8")
