@@ -72,3 +72,22 @@ def test_arbitrary_tags_are_refused() -> None:
 def test_not_a_promptsource_file() -> None:
     with pytest.raises(UserInputError, match="not a promptsource file"):
         convert_promptsource("dataset: x\n", "f.yaml")
+
+
+def test_an_unsafe_answer_choices_skips_that_template_not_the_file() -> None:
+    text = """dataset: x
+templates:
+  a: !Template
+    answer_choices: '{{ "".__class__ }}'
+    id: a
+    jinja: '{{ premise }} ||| {{ answer_choices[label] }}'
+    name: unsafe
+  b: !Template
+    answer_choices: yes ||| no
+    id: b
+    jinja: '{{ premise }} ||| {{ answer_choices[label] }}'
+    name: fine
+"""
+    conv = convert_promptsource(text, "x/templates.yaml")
+    assert [t.id for t in conv.templates] == ["x/fine"]
+    assert conv.skipped == [("unsafe", "answer_choices accesses '__class__', which the sandbox forbids")]

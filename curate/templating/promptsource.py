@@ -133,9 +133,11 @@ def _convert_one(entry: dict[str, Any], family: str, used: set[str]) -> tuple[di
     elif isinstance(choices_raw, str) and choices_raw.strip():
         if "{" in choices_raw:
             try:
-                ENV.parse(choices_raw)
+                bad = unsafe_access(ENV.parse(choices_raw))
             except jinja2.TemplateSyntaxError as exc:
                 return f"answer_choices is not valid Jinja ({exc.message})"
+            if bad is not None:  # skipped with a reason, like an unsafe `jinja` (not a failure of the whole file)
+                return f"answer_choices accesses {bad[0]}, which the sandbox forbids"
             choices = choices_raw
         else:
             choices = [c.strip() for c in choices_raw.split("|||")]
