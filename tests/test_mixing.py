@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -154,3 +155,89 @@ def test_a_total_far_beyond_the_pools_is_refused_with_the_repeat_factor() -> Non
     assert [p.repeats for p in ok] == [MAX_REPEAT, MAX_REPEAT]
     with pytest.raises(UserInputError, match=r"repeat factor of 500,000x"):
         plan_mixture(tasks, sizes, {"a": 1.0, "b": 1.0}, Mixture(total=10**7))
+
+
+# seqio's mixing_rate_num_examples: rate = n * scale, then min(., cap), then ** (1 / T); times the task weight.
+# Expected values worked out by hand from that formula.
+@pytest.mark.parametrize(
+    ("strategy", "n", "scale", "cap", "temperature", "weight", "expected", "binds"),
+    [
+        ("temperature", 400, 0.25, None, 2.0, 1.0, 10.0, False),  # sqrt(400 * 0.25) = sqrt(100)
+        ("temperature", 50, 4.0, 100, 2.0, 1.0, 10.0, True),  # 50 * 4 = 200 -> cap 100 -> sqrt = 10
+        ("temperature", 300, 0.5, 200, 1.0, 1.5, 225.0, False),  # 150 is under the cap: 150 * 1.5
+        ("temperature", 1000, 2.0, 500, 2.0, 3.0, 67.08203932499369, True),  # sqrt(500) * 3
+        ("temperature", 90, 0.1, None, 3.0, 2.0, 4.160167646103808, False),  # cbrt(9) * 2
+        ("temperature", 10_000, 1.0, 256, 4.0, 0.5, 2.0, True),  # 256 ** (1/4) * 0.5
+        ("examples_proportional", 500, 0.5, 200, 3.0, 2.0, 400.0, True),  # min(250, 200) * 2 (T unused)
+        ("examples_proportional", 300, 3.0, 1000, 1.0, 0.5, 450.0, False),  # 900 * 0.5
+        ("examples_proportional", 120, 1.0, None, 1.0, 1.0, 120.0, False),
+        ("fixed", 500, 2.0, 10, 2.0, 3.0, 3.0, False),  # the weight, nothing else
+        ("count", 500, 2.0, 10, 2.0, 7.0, 7.0, False),
+    ],
+)
+def test_rates_follow_seqio_mixing_rate_num_examples(
+    strategy: str,
+    n: int,
+    scale: float,
+    cap: int | None,
+    temperature: float,
+    weight: float,
+    expected: float,
+    binds: bool,
+) -> None:
+    spec = Mixture(strategy=strategy, scale=scale, cap=cap, temperature=temperature)  # type: ignore[arg-type]
+    rate, cap_binds = task_rate(n, weight, spec)
+    assert math.isclose(rate, expected, rel_tol=1e-12)
+    assert cap_binds is binds
+
+
+def test_temperature_plan_applies_scale_before_the_exponent() -> None:
+    spec = Mixture(strategy="temperature", scale=0.25, temperature=2.0, total=30)
+    plans = plan_mixture(tasks([1.0, 1.0]), {"t0": 400, "t1": 100}, {"t0": 1.0, "t1": 1.0}, spec)
+    assert [p.rate for p in plans] == [10.0, 5.0]  # sqrt(100), sqrt(25)
+    assert [p.target for p in plans] == [20, 10]
+
+
+def _mixture_card(mixture: str) -> str:
+    return f"name: x\nmixture: {mixture}\ntasks:\n  - name: a\n    source: {{path: a.jsonl}}\n    weight: 2\n"
+
+
+@pytest.mark.parametrize(
+    ("mixture", "warned"),
+    [
+        ("{strategy: examples_proportional, temperature: 2.0}", ["temperature"]),
+        ("{strategy: examples_proportional, temperature: 1.0, scale: 2, cap: 10}", []),  # 1.0 is the default
+        ("{strategy: temperature, temperature: 2.0, scale: 0.5, cap: 10}", []),
+        ("{strategy: fixed, scale: 2.0}", ["scale"]),
+        ("{strategy: fixed, cap: 10}", []),  # sets the default total
+        ("{strategy: fixed, cap: 10, total: 100}", ["cap"]),
+        ("{strategy: fixed, scale: 1.0, temperature: 1.0}", []),
+        ("{strategy: count, cap: 10, scale: 3, temperature: 0.5}", ["temperature", "scale", "cap"]),
+    ],
+)
+def test_unused_mixture_options_are_warnings(mixture: str, warned: list[str]) -> None:
+    from cardtune.curate.card.load import card_from_located, unused_option_warnings
+    from cardtune.curate.card.yamlsrc import load_located
+
+    card = card_from_located(load_located(_mixture_card(mixture), "c.yaml"), None)  # loads: warnings are not errors
+    warnings = unused_option_warnings(card)
+    assert sorted(w.loc[-1] for w in warnings) == sorted(warned)
+    for w in warnings:
+        assert w.loc[0] == "mixture" and w.line == 2 and w.message.startswith("ignored: ")
+        assert f":2: mixture.{w.loc[-1]}: ignored: " in str(w)
+
+
+def test_cli_validate_prints_warnings_and_exits_0(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cardtune.cli import app
+
+    runner = CliRunner()
+    target = tmp_path / "mine.yaml"
+    assert runner.invoke(app, ["init", "mine", "--output", str(target)]).exit_code == 0
+    text = target.read_text(encoding="utf-8")
+    target.write_text(text.replace("  seed: 1234\n", "  temperature: 3.0\n  seed: 1234\n", 1), encoding="utf-8")
+    result = runner.invoke(app, ["validate", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.output and "mixture.temperature" in result.output
+    assert "ok" in result.output

@@ -1,10 +1,12 @@
 """Mixing: seqio-style rates → integer per-task targets → seeded, stable sampling.
 
-Rates use seqio's vocabulary so FLAN recipes port 1:1 (DESIGN §5):
+Rates use seqio's vocabulary so FLAN recipes port 1:1 (DESIGN §5). ``examples_proportional`` and
+``temperature`` are seqio's ``mixing_rate_num_examples`` exactly — rate = n·scale, then ``min(·, cap)``, then
+``^(1/T)`` — times the task's weight (DESIGN §13):
 
 * ``fixed``: rate = weight
 * ``examples_proportional``: rate = min(n·scale, cap) · weight
-* ``temperature``: rate = min(n, cap)^(1/T) · weight
+* ``temperature``: rate = min(n·scale, cap)^(1/T) · weight
 * ``count``: the weight is the absolute number of examples
 
 Rates become integer targets summing to ``total`` by largest-remainder rounding. A task smaller than its
@@ -52,18 +54,17 @@ class TaskPlan:
 
 
 def task_rate(n: int, weight: float, spec: Mixture) -> tuple[float, bool]:
-    """The seqio rate of a task with ``n`` examples, and whether the cap binds."""
-    if spec.strategy == "fixed":
+    """The seqio rate of a task with ``n`` examples (times its weight), and whether the cap binds.
+
+    As seqio's ``mixing_rate_num_examples(maximum=cap, scale=scale, temperature=T)``: ``n·scale``, capped, then
+    raised to ``1/T`` (``examples_proportional`` is the same with T = 1).
+    """
+    if spec.strategy in ("fixed", "count"):
         return float(weight), False
-    if spec.strategy == "count":
-        return float(weight), False
-    if spec.strategy == "examples_proportional":
-        raw = n * spec.scale
-        capped = min(raw, spec.cap) if spec.cap is not None else raw
-        return capped * weight, capped < raw
-    # temperature
-    capped_n = min(n, spec.cap) if spec.cap is not None else n
-    return capped_n ** (1.0 / spec.temperature) * weight, capped_n < n
+    raw = n * spec.scale
+    capped = min(raw, spec.cap) if spec.cap is not None else raw
+    rate = capped ** (1.0 / spec.temperature) if spec.strategy == "temperature" else capped
+    return rate * weight, capped < raw
 
 
 def largest_remainder(values: Sequence[float], total: int) -> list[int]:
