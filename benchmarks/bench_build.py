@@ -95,8 +95,8 @@ def run_build(card: Path) -> dict[str, object]:
         f"r = build({str(card)!r}, force=True)\n"
         "wall = time.perf_counter() - t\n"
         "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-        "print(json.dumps({'wall': wall, 'rss_mb': rss, 'source_rows': sum(r.manifest['counts']['source'].values()),"
-        " 'timings': r.manifest['timings']}))\n"
+        "print(json.dumps({'wall': wall, 'rss_mb': rss, 'source_rows': sum(r.manifest.counts.source.values()),"
+        " 'timings': {t.step: t.seconds for t in r.manifest.timings}}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])

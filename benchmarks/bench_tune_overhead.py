@@ -61,9 +61,38 @@ def write_version(root: Path, rows: int) -> Path:
     for split in ("eval", "heldout"):
         pl.DataFrame(schema=schema).write_parquet(vdir / f"{split}.parquet")
     pl.DataFrame(schema={"task": pl.String}).write_parquet(vdir / "rejects.parquet")
-    manifest = {"version_id": vdir.name, "mode": "instruction", "tasks": [{"name": "t", "held_out": False}]}
-    (vdir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (vdir / "manifest.json").write_text(_manifest(vdir.name, rows).to_json(), encoding="utf-8")
     return vdir
+
+
+def _manifest(version_id: str, rows: int) -> Any:
+    """A minimal valid manifest (one trained task, every row in train), built with the store's model."""
+    from cardtune.curate.store import manifest as m
+    from cardtune.curate.store.fingerprint import CURATION_FORMAT
+
+    per_task = {"t": rows}
+    plan = m.PlanEntry(
+        task="t", available=rows, rate=float(rows), share=1.0, target=rows, repeats=0, remainder=rows,
+        cap_binds=False, upsampled=False, avg_tokens=0.0, estimated_tokens=0,
+    )  # fmt: skip
+    return m.Manifest(
+        version_id=version_id,
+        name="bench",
+        card_version="0.1.0",
+        mode="instruction",
+        cardtune="bench",
+        created="2026-01-01T00:00:00+00:00",
+        card_path=None,
+        inputs=m.Inputs(card={}, templates={}, sources={}, other={}, curation_format=CURATION_FORMAT),
+        tasks=(m.TaskEntry(name="t", held_out=False, templates=("t/0",)),),
+        counts=m.Counts(
+            source=per_task, rendered=per_task, filters=(), splits=m.Splits(train=per_task, eval={}, heldout={})
+        ),
+        tokens=m.Tokens(unit="words", train={}),
+        mixture=m.MixturePlan(strategy="fixed", plan=(plan,)),
+        filter_reports={},
+        timings=(),
+    )
 
 
 def plain_trl(model_dir: Path, version: Path, out: Path, sft: dict[str, Any], method: str) -> list[float]:

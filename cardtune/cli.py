@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 import cardtune
-from cardtune._console import console, fail, print_issues
+from cardtune._console import console, esc, fail, print_issues
 
 app = typer.Typer(
     name="cardtune",
@@ -45,6 +45,8 @@ def validate(
     cards: Annotated[list[Path], typer.Argument(help="Card files to check.", show_default=False)],
 ) -> None:
     """Check cards: schema, cross-field rules, template references and source columns. Never imports torch."""
+    from cardtune._console import err_console
+    from cardtune.curate.card.load import unused_option_warnings
     from cardtune.curate.card.validate import validate_card
     from cardtune.curate.errors import UserInputError
 
@@ -56,7 +58,9 @@ def validate(
             bad += 1
             print_issues(exc)
             continue
-        console.print(f"[green]ok[/] {path}: {card.name} ({card.mode}, {len(card.tasks)} task(s))")
+        for warning in unused_option_warnings(card):  # legal but ignored: reported, never fatal
+            err_console.print(f"[yellow]warning:[/] {esc(warning)}")
+        console.print(f"[green]ok[/] {esc(path)}: {esc(card.name)} ({card.mode}, {len(card.tasks)} task(s))")
     if bad:
         raise typer.Exit(1)
 
@@ -95,7 +99,9 @@ def init(
             tmp.replace(path)
     except OSError as exc:
         raise fail(f"{exc.filename or target}: cannot write: {exc.strerror or exc}") from None
-    console.print(f"wrote {target} (and a sample source {data}): edit it, then `cardtune validate {target}`")
+    console.print(
+        f"wrote {esc(target)} (and a sample source {esc(data)}): edit it, then `cardtune validate {esc(target)}`"
+    )
 
 
 @app.command()
@@ -113,7 +119,7 @@ def schema(
             output.write_text(text, encoding="utf-8")
         except OSError as exc:
             raise fail(f"{output}: cannot write: {exc.strerror or exc}") from None
-        console.print(f"wrote {output}")
+        console.print(f"wrote {esc(output)}")
 
 
 def _register() -> None:

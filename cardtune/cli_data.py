@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from cardtune._console import console, err_console, user_errors
+from cardtune._console import console, err_console, esc, user_errors
 
 
 def build(
@@ -29,21 +31,21 @@ def build(
         result = build_version(load_card(card), force=force, dry_run=dry_run, progress=not quiet)
     manifest = result.manifest
     if result.cached:
-        console.print(f"[green]cached[/] {result.version_dir} (same card, templates and sources; --force rebuilds)")
+        console.print(
+            f"[green]cached[/] {esc(result.version_dir)} (same card, templates and sources; --force rebuilds)"
+        )
         return
     if not quiet:
-        unit = manifest.get("tokens", {}).get("unit", "words")
-        console.print(plan_table(manifest["mixture"]["plan"], manifest["mixture"]["strategy"], unit))
+        console.print(plan_table(manifest.mixture.plan, manifest.mixture.strategy, manifest.tokens.unit))
         console.print(counts_table(manifest))
     if result.dry_run:
-        console.print(f"[yellow]dry run[/]: would write {result.version_dir} (nothing written)")
+        console.print(f"[yellow]dry run[/]: would write {esc(result.version_dir)} (nothing written)")
         return
-    splits = manifest["counts"]["splits"]
-    sizes = ", ".join(f"{name} {sum(splits[name].values()):,}" for name in ("train", "eval", "heldout"))
-    console.print(f"[green]built[/] {result.version_dir}  ({sizes})")
+    sizes = ", ".join(f"{name} {sum(rows.values()):,}" for name, rows in manifest.counts.splits.items())
+    console.print(f"[green]built[/] {esc(result.version_dir)}  ({esc(sizes)})")
     if result.removed:
         console.print(
-            f"[yellow]replaced[/] the previous copy; removed {', '.join(result.removed)} (not written by a build: "
+            f"[yellow]replaced[/] the previous copy; removed {esc(', '.join(result.removed))} (not written by a build: "
             "run `cardtune report` again)",
             markup=True,
         )
@@ -52,27 +54,36 @@ def build(
 def ls(
     root: Annotated[Path, typer.Argument(help="Output root holding <name>/<id>/ versions.")] = Path("datasets"),
 ) -> None:
-    """List dataset versions per card."""
-    from cardtune.curate.store.versions import list_versions
+    """List dataset versions per card (a version this cardtune cannot read is marked, with what to do)."""
+    from cardtune.curate.store.versions import scan_versions
 
-    versions = list_versions(root)
+    versions = scan_versions(root)
     if not versions:
-        console.print(f"no versions under {root}/ (build one with `cardtune build CARD`)")
+        console.print(f"no versions under {esc(root)}/ (build one with `cardtune build CARD`)")
         return
-    table = Table(title=f"versions under {root}/", title_justify="left")
+    table = Table(title=Text(f"versions under {root}/"), title_justify="left")
     for col in ("card", "version id", "label", "mode", "train", "eval", "heldout", "built"):
         table.add_column(col, justify="right" if col in ("train", "eval", "heldout") else "left")
-    for name, vdir, manifest in versions:
-        splits: dict[str, dict[str, int]] = manifest.get("counts", {}).get("splits", {})
+    unreadable = []
+    for v in versions:
+        if v.manifest is None:
+            unreadable.append(v)
+            table.add_row(
+                Text(v.name), Text(v.dir.name), Text("unreadable (see below)", style="yellow"), "", "", "", "", ""
+            )
+            continue
+        m = v.manifest
         table.add_row(
-            name,
-            vdir.name,
-            str(manifest.get("card_version", "")),
-            str(manifest.get("mode", "")),
-            *(f"{sum(splits.get(s, {}).values()):,}" for s in ("train", "eval", "heldout")),
-            str(manifest.get("created", "")),
+            Text(v.name),
+            Text(v.dir.name),
+            Text(str(m.card_version)),
+            m.mode,
+            *(f"{sum(rows.values()):,}" for _, rows in m.counts.splits.items()),
+            m.created,
         )
     console.print(table)
+    for v in unreadable:
+        err_console.print(f"[yellow]skipped[/] {escape(str(v.dir))}: {escape(v.problem)}")
 
 
 def inspect(
@@ -103,7 +114,7 @@ def diff(
         ma = read_manifest(resolve_version(a, root))
         mb = read_manifest(resolve_version(b, root))
     changes = diff_manifests(ma, mb)
-    console.print(f"[bold]{ma['name']}[/] {ma['version_id']} → {mb['name']} {mb['version_id']}")
+    console.print(f"[bold]{escape(ma.name)}[/] {ma.version_id} → {escape(mb.name)} {mb.version_id}")
     if not changes:
         console.print("[green]identical inputs and counts[/]")
         return
@@ -111,7 +122,7 @@ def diff(
     for col in ("section", "field", "old", "new"):
         table.add_column(col, overflow="fold")
     for c in changes:
-        table.add_row(c.section, c.path, _short(c.old), _short(c.new))
+        table.add_row(c.section, Text(c.path), Text(_short(c.old)), Text(_short(c.new)))
     console.print(table)
     inputs = [c for c in changes if c.section != "counts"]
     err_console.print(f"{len(inputs)} input change(s), {len(changes) - len(inputs)} count change(s)")
@@ -131,7 +142,7 @@ def report(
 
     with user_errors():
         path = write_report(resolve_version(version, root), output)
-    console.print(f"wrote {path}")
+    console.print(f"wrote {esc(path)}")
     if open_:
         import webbrowser
 

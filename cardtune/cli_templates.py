@@ -81,7 +81,7 @@ def _preview(t: Any, row: dict[str, Any], h: int, title: str) -> Panel:
         body.append("answer_choices: ", style="dim italic")
         body.append_text(_styled(" | ".join(r.answer_choices), names))
     legend = Text("  ").join(Text(n, style=FIELD_STYLES[i % len(FIELD_STYLES)]) for i, n in enumerate(names))
-    return Panel(body, title=title, subtitle=legend, title_align="left", expand=True)
+    return Panel(body, title=Text(title), subtitle=legend, title_align="left", expand=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -110,7 +110,7 @@ def register(app: typer.Typer) -> None:
             for t in shown:
                 kind = "original" if t.spec.metadata.original_task is not False else "inversion"
                 choices = "yes" if t.spec.answer_choices is not None else ""
-                table.add_row(t.id, ", ".join(t.inputs), t.shots, choices, kind)
+                table.add_row(Text(t.id), Text(", ".join(t.inputs)), t.shots, choices, kind)
             console.print(table)
             console.print(f"{len(shown)} template(s) in {len({t.family for t in shown})} family(ies)")
 
@@ -123,7 +123,7 @@ def register(app: typer.Typer) -> None:
         with user_errors():
             t = _library(dirs).get(template_id)
             spec = t.spec.model_dump(mode="json", exclude_defaults=True)
-            console.print(f"[dim]{t.file}:{t.line}[/]")
+            console.print(Text(f"{t.file}:{t.line}", style="dim"))
             console.print(Syntax(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), "yaml", word_wrap=True))
             if t.examples:
                 console.print(_preview(t, t.examples[0], 0, f"{t.id} · example row 0"))
@@ -149,6 +149,7 @@ def register(app: typer.Typer) -> None:
             t = _library(dirs).get(template_id)
             rows = _read_rows(source, column or [], task)
             from cardtune.curate.templating.jinja_env import stable_hash
+            from cardtune.curate.templating.plan import row_hash
             from cardtune.curate.templating.render import RenderError
 
             missing = [name for name in t.inputs if name not in rows.columns]
@@ -163,7 +164,7 @@ def register(app: typer.Typer) -> None:
             picked = sorted(rows.iter_rows(named=True), key=lambda r: stable_hash(seed, r["source_ref"]))[:n]
             for row in picked:
                 try:
-                    h = stable_hash(seed, task, row["source_ref"], t.id)  # the row hash render_task uses
+                    h = row_hash(seed, task, row["source_ref"], t.id)  # the row hash render_task uses
                     console.print(_preview(t, row, h, f"{row['source_ref']} · {t.id}"))
                 except RenderError as exc:
                     raise fail(str(exc.issue(task, row["source_ref"]))) from None

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from cardtune._console import console, fail, user_errors
+from cardtune._console import console, esc, fail, user_errors
 
 adapters_app = typer.Typer(help="Task adapters: merge a run's adapter into full weights.", no_args_is_help=True)
 
@@ -45,13 +45,13 @@ def tune(
         from cardtune.train.run import tune as run_tune
 
         result = run_tune(card, output=output, resume=resume, max_steps=max_steps, version_dir=version)
-    if result.info:
-        m = result.info["metrics"]
+    if result.info is not None:
+        info = result.info
         console.print(
-            f"[green]done[/] {result.run_dir}  loss {m.get('train_loss', float('nan')):.4f}  "
-            f"{result.info['global_step']} steps in {result.info['timings']['train_s']:.1f}s"
+            f"[green]done[/] {esc(result.run_dir)}  loss {info.metrics.get('train_loss', float('nan')):.4f}  "
+            f"{info.global_step} steps in {info.timings.train_s:.1f}s"
         )
-        console.print(f"next: cardtune eval {result.run_dir}")
+        console.print(f"next: cardtune eval {esc(result.run_dir)}")
 
 
 def eval_cmd(
@@ -66,7 +66,7 @@ def eval_cmd(
 
         result = evaluate(run, split=split, limit=limit)
     console.print(eval_table(result))
-    console.print(f"wrote {run / 'eval.json'}")
+    console.print(f"wrote {esc(run / 'eval.json')}")
 
 
 def compare(
@@ -90,7 +90,7 @@ def merge(
         from cardtune.train.adapters import merge as do_merge
 
         target = do_merge(run, output)
-    console.print(f"wrote {target}")
+    console.print(f"wrote {esc(target)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from cardtune._console import console, print_issues
+from cardtune._console import console, esc, print_issues
 from cardtune.curate.errors import UserInputError
 
 CARD = Path("data_cards/demo.yaml")
@@ -25,13 +25,13 @@ def main(card_path: Path = CARD) -> int:
     try:
         console.rule("[bold]1. validate the card")
         card = validate_card(card_path)
-        console.print(f"{card_path}: {card.name}, {card.mode} mode, {len(card.tasks)} tasks")
+        console.print(f"{esc(card_path)}: {esc(card.name)}, {card.mode} mode, {len(card.tasks)} tasks")
         console.rule("[bold]2. build the dataset version")
         result = build(card, progress=True)
         console.print(mixture_table(result.manifest))
         console.print(counts_table(result.manifest))
         state = "reused (cache hit)" if result.cached else "built"
-        console.print(f"dataset version {state}: [bold cyan]{result.version_dir}[/]")
+        console.print(f"dataset version {state}: [bold cyan]{esc(result.version_dir)}[/]")
         console.rule("[bold]3. tune the embedded default model (CPU)")
         from cardtune.train.run import tune
 
@@ -45,11 +45,11 @@ def main(card_path: Path = CARD) -> int:
         print_issues(exc)
         return 1
     console.rule("[bold]done")
-    console.print(f"dataset version: {result.version_dir}")
-    console.print(f"run:             {run.run_dir}")
+    console.print(f"dataset version: {esc(result.version_dir)}")
+    console.print(f"run:             {esc(run.run_dir)}")
     console.print(
-        f"took {time.perf_counter() - start:.0f} s. Next: `cardtune inspect {result.version_dir}`, "
-        f"`cardtune report {result.version_dir}`, `cardtune eval {run.run_dir}`"
+        f"took {time.perf_counter() - start:.0f} s. Next: `cardtune inspect {esc(result.version_dir)}`, "
+        f"`cardtune report {esc(result.version_dir)}`, `cardtune eval {esc(run.run_dir)}`"
     )
     return 0
 

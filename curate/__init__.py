@@ -13,6 +13,7 @@ _EXPORTS = {
     "BuildResult": "pipeline",
     "Card": "card.schema",
     "Issue": "errors",
+    "Manifest": "store.manifest",
     "Template": "templating.library",
     "TemplateLibrary": "templating.library",
     "UserInputError": "errors",
@@ -28,6 +29,7 @@ __all__ = [
     "BuildResult",
     "Card",
     "Issue",
+    "Manifest",
     "Template",
     "TemplateLibrary",
     "UserInputError",
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from cardtune.curate.card.schema import Card
     from cardtune.curate.errors import Issue, UserInputError
     from cardtune.curate.pipeline import BuildResult, build
+    from cardtune.curate.store.manifest import Manifest
     from cardtune.curate.store.versions import load_version, read_manifest
     from cardtune.curate.templating.library import Template, TemplateLibrary
     from cardtune.curate.templating.lint import lint_paths

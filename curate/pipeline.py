@@ -23,6 +23,7 @@ import cardtune
 from cardtune.curate import filters
 from cardtune.curate.card.load import load_card
 from cardtune.curate.card.schema import Card
+from cardtune.curate.errors import UserInputError
 from cardtune.curate.filters.base import BuildContext
 from cardtune.curate.inputs import NamedInput, ResolvedInputs, resolve_inputs
 from cardtune.curate.mixing.mixture import TaskPlan, apply_mixture, plan_mixture
@@ -42,6 +43,18 @@ from cardtune.curate.store.fingerprint import (
     version_id,
     version_inputs,
 )
+from cardtune.curate.store.manifest import (
+    Counts,
+    FilterDrops,
+    Inputs,
+    Manifest,
+    MixturePlan,
+    PlanEntry,
+    Splits,
+    TaskEntry,
+    Tokens,
+)
+from cardtune.curate.store.manifest import timings as manifest_timings
 from cardtune.curate.tokens import count_tokens
 
 
@@ -52,7 +65,7 @@ class BuildResult:
     version_id: str
     version_dir: Path
     cached: bool
-    manifest: dict[str, Any]
+    manifest: Manifest
     plan: list[TaskPlan] = field(default_factory=list)
     dry_run: bool = False
     removed: tuple[str, ...] = ()  # files of a replaced (--force) version that a build does not write, e.g. report.html
@@ -97,7 +110,10 @@ def build(
     resolved = resolve(card)
     final = resolved.version_dir
     if store.is_complete(final) and not force and not dry_run:
-        return BuildResult(resolved.version_id, final, True, store.read_manifest(final))
+        try:
+            return BuildResult(resolved.version_id, final, True, store.read_manifest(final))
+        except UserInputError:
+            pass  # written by another cardtune (an unknown manifest format): rebuilt and replaced below
 
     with Steps(show=progress) as steps:
         steps.timings["resolve + fingerprint"] = round(time.perf_counter() - started, 4)
@@ -136,9 +152,12 @@ def build(
                 store.write_parquet(store.public_frame(frame), tmp / f"{name}.parquet")
             store.write_parquet(rejects, tmp / "rejects.parquet")
             (tmp / "README.md").write_text(render_readme(card, resolved.version_id, manifest), encoding="utf-8")
-            manifest["files"] = {p.name: sha256_bytes(p.read_bytes()) for p in sorted(tmp.iterdir())}
+            files = {p.name: sha256_bytes(p.read_bytes()) for p in sorted(tmp.iterdir())}
             # the write step is still open: record its time so far (everything but the manifest itself)
-            manifest["timings"] = {**steps.timings, "write": round(time.perf_counter() - write_start, 4)}
+            written_in = {**steps.timings, "write": round(time.perf_counter() - write_start, 4)}
+            manifest = Manifest.model_validate(
+                {**manifest.model_dump(), "files": files, "timings": manifest_timings(written_in)}
+            )
             written = {p.name for p in tmp.iterdir()} | {store.MANIFEST}
             removed = tuple(sorted({p.name for p in final.iterdir()} - written)) if final.is_dir() else ()
             store.publish(tmp, final, manifest)
@@ -219,32 +238,30 @@ def _manifest(
     train_tokens: dict[str, tuple[int, float]],
     reports: dict[str, Any],
     timings: dict[str, float],
-) -> dict[str, Any]:
+) -> Manifest:
     card = resolved.card
-    tokenizer = card.mixture.tokenizer
-    return {
-        "format": 1,
-        "version_id": resolved.version_id,
-        "name": card.name,
-        "card_version": card.version,
-        "mode": card.mode,
-        "cardtune": cardtune.__version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "card_path": str(card.path) if card.path else None,
-        "inputs": resolved.fingerprint,
-        "tasks": [
-            {"name": t.name, "held_out": t.held_out, "templates": [x.id for x in resolved.templates[t.name]]}
+    return Manifest(
+        version_id=resolved.version_id,
+        name=card.name,
+        card_version=card.version,
+        mode=card.mode,
+        cardtune=cardtune.__version__,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        card_path=str(card.path) if card.path else None,
+        inputs=Inputs.model_validate(resolved.fingerprint),
+        tasks=tuple(
+            TaskEntry(name=t.name, held_out=t.held_out, templates=tuple(x.id for x in resolved.templates[t.name]))
             for t in card.tasks
-        ],
-        "counts": {
-            "source": counts_source,
-            "rendered": _per_task(rendered),
-            "filters": dropped,
-            "filter_order": list(dropped),  # the manifest's keys are sorted on disk; this keeps pipeline order
-            "splits": {name: split_counts[name] for name in ("train", "eval", "heldout")},
-        },
-        "tokens": {"unit": tokenizer or "words", "train": {k: v[0] for k, v in train_tokens.items()}},
-        "mixture": {"strategy": card.mixture.strategy, "plan": [p.to_json() for p in plans]},
-        "filter_reports": reports,
-        "timings": dict(timings),
-    }
+        ),
+        counts=Counts(
+            source=counts_source,
+            rendered=_per_task(rendered),
+            # in the registry's order (the order they ran): a list, so the sorted keys on disk cannot lose it
+            filters=tuple(FilterDrops(name=n, dropped=dropped[n]) for n in filters.names() if n in dropped),
+            splits=Splits(train=split_counts["train"], eval=split_counts["eval"], heldout=split_counts["heldout"]),
+        ),
+        tokens=Tokens(unit=card.mixture.tokenizer or "words", train={k: v[0] for k, v in train_tokens.items()}),
+        mixture=MixturePlan(strategy=card.mixture.strategy, plan=tuple(PlanEntry.of(p) for p in plans)),
+        filter_reports=reports,
+        timings=manifest_timings(timings),
+    )

@@ -34,6 +34,17 @@ COMPLETION_TEXT = "_completion_text"
 FIELDS_TEXT = "_fields_text"
 INTERNAL_COLUMNS = (PROMPT_TEXT, COMPLETION_TEXT, FIELDS_TEXT)
 
+# Rendering's own intermediate columns (``templating/``): the row plan and the engines' rendered parts.
+# None of them leaves ``render_task``.
+ROW = "__cardtune_row"  # a row's position in its task's source frame
+ROW_HASH = "_cardtune_row_hash"  # a row's stable hash; also the Jinja context variable option styles read
+FEW_SHOT = "_few_shot"  # whether the row renders few-shot
+EXEMPLARS = "_exemplars"  # the exemplar rows' positions (empty when zero-shot)
+SYSTEM_TEXT = "_sys"  # the rendered system text (null when the template has none)
+USER_TEXT = "_user"  # the rendered last user turn (few-shot "blocks" included)
+CHOICE_ID = "_choices"  # an id into the distinct answer-choice tuples of a rendered slice
+CONVERSATION = "_conv"  # passthrough: the normalized conversation
+
 REJECT_SCHEMA: dict[str, pl.DataType] = {
     "task": pl.String(),
     "template_id": pl.String(),

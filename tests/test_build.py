@@ -120,8 +120,8 @@ def test_splits_counts_and_rejects(tmp_path: Path) -> None:
     dup = rejects.filter(pl.col("filter") == "exact_dedup").row(0, named=True)
     assert dup["duplicate_of"] == "qa:0"
     manifest = result.manifest
-    assert manifest["counts"]["filters"]["exact_dedup"]["qa"] == 1
-    assert manifest["counts"]["source"] == {"qa": 82, "sentiment": 40, "heldout_qa": 15}
+    assert manifest.counts.drops("exact_dedup")["qa"] == 1
+    assert manifest.counts.source == {"qa": 82, "sentiment": 40, "heldout_qa": 15}
     # instruction mode: conversational prompt / completion
     row = train.filter(pl.col("template_id") == "local/quiz").row(0, named=True)
     assert [m["role"] for m in row["prompt"]] == ["system", "user"]
@@ -179,9 +179,9 @@ def test_dry_run_computes_counts_without_sampling(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(pipeline, "apply_mixture", no_sampling)
     result = build(card, dry_run=True)
-    train = result.manifest["counts"]["splits"]["train"]
+    train = result.manifest.counts.splits.train
     assert sum(train.values()) == 50000 == sum(p.target for p in result.plan)
-    assert result.manifest["tokens"]["train"] and set(train) == {"qa", "sentiment"}
+    assert result.manifest.tokens.train and set(train) == {"qa", "sentiment"}
 
 
 def test_failed_build_leaves_nothing(tmp_path: Path) -> None:
@@ -256,13 +256,13 @@ def test_benchmark_and_tokenizer_contents_are_part_of_the_id(tmp_path: Path) -> 
     )
     card.write_text(text, encoding="utf-8")
     first = build(card)
-    assert "benchmark:b" in first.manifest["inputs"]["other"]
+    assert "benchmark:b" in first.manifest.inputs.other
     assert build(card).cached
     # the same benchmark path with new content must not be a cache hit: decontamination would differ
     (tmp_path / "bench.jsonl").write_text('{"q": "What is 3 plus 3?"}\n', encoding="utf-8")
     second = build(card)
     assert not second.cached and second.version_id != first.version_id
-    assert second.manifest["counts"]["filters"]["decontaminate"].get("qa", 0) >= 1
+    assert second.manifest.counts.drops("decontaminate").get("qa", 0) >= 1
 
 
 @pytest.mark.parametrize("mode", ["instruction", "finetune"])
@@ -286,7 +286,7 @@ def test_curation_format_is_part_of_the_id(tmp_path: Path, monkeypatch: pytest.M
 
     card = make_project(tmp_path)
     result = build(card, dry_run=True)
-    inputs = result.manifest["inputs"]
+    inputs = result.manifest.inputs.model_dump()
     assert inputs["curation_format"] == fingerprint.CURATION_FORMAT
     assert "code" not in inputs  # no hash of source files: a refactor or a report colour keeps ids
     assert fingerprint.version_id(inputs) == result.version_id

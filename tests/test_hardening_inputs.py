@@ -151,3 +151,11 @@ def test_a_limit_beyond_int64_is_a_card_error(tmp_path: Path) -> None:
     with pytest.raises(UserInputError) as info:
         load_card(card)
     assert info.value.issues[0].loc == ("tasks", 0, "source", "limit") and info.value.issues[0].line == 4
+
+
+def test_a_control_character_in_a_card_is_one_line_at_its_line(tmp_path: Path) -> None:
+    card = tmp_path / "card.yaml"
+    card.write_text("name: t\ntasks:\n  - name: t\x00\n    source: {path: d.jsonl}\n", encoding="utf-8")
+    result = runner.invoke(app, ["validate", str(card)])
+    assert result.exit_code == 1 and "card.yaml:3: invalid YAML: control character #x0000" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -57,8 +57,8 @@ def test_tokenizer_is_read_from_the_cards_folder_never_the_working_directory(
     manifest = read_manifest(first.version_dir)
     # the card-relative tokenizer: "say N words please" is 4 tokens (N is [UNK]), "one two three" is 3
     per_row = 4 + 3
-    train_rows = sum(manifest["counts"]["splits"]["train"].values())
-    assert manifest["tokens"]["train"]["qa"] == per_row * train_rows
+    train_rows = sum(manifest.counts.splits.train.values())
+    assert manifest.tokens.train["qa"] == per_row * train_rows
     # editing the file in the working directory changes nothing: same id, a cache hit
     tokenizer_file(tmp_path / "tok", ["say"])
     assert build(card).cached and build(card).version_id == first.version_id

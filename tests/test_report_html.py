@@ -12,7 +12,8 @@ import pytest
 
 from cardtune.curate.reporting.html import render_report, write_report
 from cardtune.curate.rows import REJECT_SCHEMA
-from cardtune.curate.store.versions import write_parquet
+from cardtune.curate.store.manifest import Manifest
+from cardtune.curate.store.versions import read_manifest, write_parquet
 
 EVIL = '<script>alert("pwned")</script>'
 MESSAGE = pl.List(pl.Struct({"role": pl.String(), "content": pl.String()}))
@@ -93,7 +94,7 @@ def make_version(root: Path) -> Path:
          "cap_binds": True, "upsampled": True, "avg_tokens": 12.0, "estimated_tokens": 504},
     ]  # fmt: skip
     manifest = {
-        "format": 1,
+        "format": 2,
         "version_id": "abc123def456",
         "name": "demo",
         "card_version": "1.0.0",
@@ -101,7 +102,13 @@ def make_version(root: Path) -> Path:
         "cardtune": "0.1.0",
         "created": "2026-05-09T10:00:00+00:00",
         "card_path": "cards/demo.yaml",
-        "inputs": {"card": "sha-card", "templates": {"qa<b>/t0": "sha-t"}},
+        "inputs": {
+            "card": {"name": "demo"},
+            "templates": {"qa<b>/t0": "sha256:" + "1" * 64},
+            "sources": {"qa<b>": "sha256:" + "2" * 64},
+            "other": {},
+            "curation_format": 2,
+        },
         "tasks": [
             {"name": "qa<b>", "held_out": False, "templates": ["qa<b>/t0", "qa<b>/t1"]},
             {"name": "summarize", "held_out": False, "templates": ["summarize/t0"]},
@@ -110,11 +117,11 @@ def make_version(root: Path) -> Path:
         "counts": {
             "source": {"qa<b>": 72, "summarize": 37, "nli": 20},
             "rendered": {"qa<b>": 71, "summarize": 35, "nli": 20},
-            "filters": {
-                "quality": {"qa<b>": 2},
-                "exact_dedup": {"summarize": 2},
-                "decontaminate": {"qa<b>": 1},
-            },
+            "filters": [  # in pipeline order
+                {"name": "quality", "dropped": {"qa<b>": 2}},
+                {"name": "exact_dedup", "dropped": {"summarize": 2}},
+                {"name": "decontaminate", "dropped": {"qa<b>": 1}},
+            ],
             "splits": {
                 "train": {"qa<b>": 60, "summarize": 42},
                 "eval": {"qa<b>": 6, "summarize": 3},
@@ -153,10 +160,16 @@ def make_version(root: Path) -> Path:
                 "rows_dropped": 1,
             },
         },
-        "timings": {"load + render": 0.5, "quality": 0.1, "split + mix": 0.05, "write": 0.2},
-        "files": {"train.parquet": "sha-train"},
+        "timings": [
+            {"step": "load + render", "seconds": 0.5},
+            {"step": "quality", "seconds": 0.1},
+            {"step": "split + mix", "seconds": 0.05},
+            {"step": "write", "seconds": 0.2},
+        ],
+        "files": {"train.parquet": "sha256:" + "3" * 64},
     }
-    (vdir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    # through the model, exactly as a build writes it (a fixture that drifts from the contract fails here)
+    (vdir / "manifest.json").write_text(Manifest.model_validate(manifest).to_json(), encoding="utf-8")
     return vdir
 
 
@@ -221,10 +234,10 @@ def test_finetune_mode_and_no_rejects(tmp_path: Path) -> None:
         )
         write_parquet(frame, vdir / f"{split}.parquet")
     write_parquet(pl.DataFrame(schema=REJECT_SCHEMA), vdir / "rejects.parquet")
-    manifest = json.loads((vdir / "manifest.json").read_text())
-    manifest.update(mode="finetune", filter_reports={})
-    manifest["counts"]["filters"] = {}
-    (vdir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    manifest = read_manifest(vdir)
+    counts = manifest.counts.model_copy(update={"filters": ()})
+    changed = manifest.model_copy(update={"mode": "finetune", "filter_reports": {}, "counts": counts})
+    (vdir / "manifest.json").write_text(changed.to_json(), encoding="utf-8")
     page = render_report(vdir)
     assert "No rows were rejected" in page
     assert 'id="filter-reports"' not in page

@@ -302,7 +302,7 @@ def test_mixed_with_multi_turn_and_system_templates(tmp_path: Path) -> None:
 
 
 def test_prompt_messages_match_the_reference_expression() -> None:
-    from cardtune.curate.templating.render import _msg, _simple_messages
+    from cardtune.curate.templating.engine import _msg, _simple_messages
 
     body = pl.DataFrame({"_sys": [None, "s1", "s2", None, ""], "_user": ["u0", "u1", "", "u3", "u4"]})
     user = pl.concat_list([_msg("user", pl.col("_user"))])

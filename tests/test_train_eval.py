@@ -90,7 +90,8 @@ def test_task_adapter_on_a_tuned_base_and_merge(runs: dict[str, Path], tmp_path:
 
     card = write_card(tmp_path / "task.yaml", method="lora", name="task", base=str(runs["lora"]))
     task = tune(card, output=tmp_path / "runs", version_dir=runs["version"], progress=False)
-    assert task.info["base_run"] == str(runs["lora"]) and not (task.run_dir / "base_model").exists()
+    assert task.info is not None and task.info.base_run == str(runs["lora"])
+    assert not (task.run_dir / "base_model").exists()
     stacked = adapters.load_run(task.run_dir)
     merged_dir = adapters.merge(task.run_dir)
     merged = AutoModelForCausalLM.from_pretrained(merged_dir)

@@ -45,4 +45,5 @@ def test_resume_after_a_kill_during_a_checkpoint_save(tmp_path: Path) -> None:
     torn.mkdir()
     (torn / "model.safetensors").write_bytes(b"\0" * 16)
     result = tune(card, output=runs, version_dir=version, progress=False, resume=True)
-    assert result.info["resumed_from"] == "checkpoint-2" and result.info["global_step"] == 4
+    assert result.info is not None
+    assert result.info.resumed_from == "checkpoint-2" and result.info.global_step == 4

@@ -11,7 +11,7 @@ import pytest
 from _train_data import write_card, write_version
 
 from cardtune.curate.errors import UserInputError
-from cardtune.train.adapters import load_run
+from cardtune.train.adapters import load_run, read_run
 from cardtune.train.run import tune
 
 
@@ -57,6 +57,7 @@ def test_tune_save_reload_generate(tmp_path: Path, versions: dict[str, Path], mo
     assert 0 < info["params"]["trainable"] <= info["params"]["total"]
     assert info["tokens_trained"] > 0 and info["metrics"]["train_loss"] > 0
     assert info["sft"]["bf16"] is False
+    assert read_run(run) == result.info and info["format"] == 1  # the record round-trips through run.json
     if method == "full":
         from transformers import AutoModelForCausalLM
 
@@ -89,7 +90,8 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path: Path, versions: dic
     assert len(partial) == 1 and partial[0].name.startswith(".") and partial[0].name.endswith(".partial")
     assert (partial[0] / "checkpoints" / "checkpoint-2").is_dir()
     result = tune(card, output=runs, version_dir=versions["instruction"], progress=False, resume=True)
-    assert result.info["resumed_from"] == "checkpoint-2" and result.info["global_step"] == 4
+    assert result.info is not None
+    assert result.info.resumed_from == "checkpoint-2" and result.info.global_step == 4
     assert result.run_dir.name == partial[0].name[1 : -len(".partial")]
     assert [p.name for p in runs.iterdir()] == [result.run_dir.name]
     with pytest.raises(UserInputError, match="nothing to resume"):

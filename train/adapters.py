@@ -9,7 +9,6 @@ self-contained model (weights + tokenizer) that any Hugging Face tool loads.
 
 from __future__ import annotations
 
-import json
 import shutil
 import uuid
 from pathlib import Path
@@ -19,12 +18,14 @@ from cardtune.curate.card.schema import Card
 from cardtune.curate.errors import UserInputError
 from cardtune.curate.inputs import resolve_train_inputs
 from cardtune.train import models
+from cardtune.train.record import RunRecord, parse_run
 
 RUN_JSON = "run.json"
 
 
-def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """``run.json`` of a complete run; a clear error for a missing or unfinished run directory."""
+def read_run(run_dir: str | Path) -> RunRecord:
+    """``run.json`` of a complete run; a clear error for a missing or unfinished run directory, a corrupt
+    ``run.json``, or one of another format."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         hint = ""
@@ -35,11 +36,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     path = run_dir / RUN_JSON
     if not path.is_file() or not (run_dir / "model").is_dir():
         raise UserInputError(f"{run_dir}: incomplete run (no {RUN_JSON} or model/); it did not finish")
-    try:
-        info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserInputError(f"{path}:{exc.lineno}: corrupt run.json: {exc.msg}") from None
-    return info
+    return parse_run(path)
 
 
 def load_run(run_dir: str | Path, *, merged: bool = False) -> models.Loaded:
@@ -51,7 +48,7 @@ def load_run(run_dir: str | Path, *, merged: bool = False) -> models.Loaded:
     model_dir = run_dir / "model"
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model: Any
-    if info["method"] == "full":
+    if info.method == "full":
         model = AutoModelForCausalLM.from_pretrained(model_dir)
     else:
         from peft import PeftModel
@@ -59,14 +56,13 @@ def load_run(run_dir: str | Path, *, merged: bool = False) -> models.Loaded:
         base = _base_model(run_dir, info)
         model = PeftModel.from_pretrained(base, model_dir)
         if merged:
-            if info["method"] != "lora":
+            if info.method != "lora":
                 raise UserInputError(
-                    f"{run_dir}: a {info['method']} run cannot be merged into weights (only LoRA adapters can)"
+                    f"{run_dir}: a {info.method} run cannot be merged into weights (only LoRA adapters can)"
                 )
             model = model.merge_and_unload()
-    stops = info.get("stop_token_ids") or []
     loaded = models.Loaded(model, tokenizer, str(run_dir), is_default=False)
-    models.add_stop_tokens(_generation_owner(model), [int(i) for i in stops])
+    models.add_stop_tokens(_generation_owner(model), list(info.stop_token_ids))
     model.eval()
     return loaded
 
@@ -75,14 +71,14 @@ def _generation_owner(model: Any) -> Any:
     return model if hasattr(model, "generation_config") else model.get_base_model()
 
 
-def _base_model(run_dir: Path, info: dict[str, Any]) -> Any:
+def _base_model(run_dir: Path, info: RunRecord) -> Any:
     from transformers import AutoModelForCausalLM
 
-    if info.get("base_model"):
-        return AutoModelForCausalLM.from_pretrained(run_dir / info["base_model"])
-    if info.get("base_run"):
-        return load_run(info["base_run"], merged=True).model
-    return models.load(info.get("model_source") or info["model"], seed=int(info["seed"])).model
+    if info.base_model:
+        return AutoModelForCausalLM.from_pretrained(run_dir / info.base_model)
+    if info.base_run:
+        return load_run(info.base_run, merged=True).model
+    return models.load(info.model_source or info.model, seed=info.seed).model
 
 
 def load_base(card: Card) -> models.Loaded:
@@ -90,7 +86,7 @@ def load_base(card: Card) -> models.Loaded:
     run_dir = resolve_train_inputs(card).base
     assert run_dir is not None
     info = read_run(run_dir)
-    if info["method"] == "prompt_tuning":
+    if info.method == "prompt_tuning":
         raise UserInputError(
             [card.issue(("train", "base"), f"{run_dir} is a prompt-tuning run; a base must be a full or LoRA run")]
         )
@@ -103,7 +99,7 @@ def merge(run_dir: str | Path, output: str | Path | None = None) -> Path:
     """Write the run's adapter merged into its base as one model directory (default ``RUN/merged``)."""
     run_dir = Path(run_dir)
     info = read_run(run_dir)
-    if info["method"] == "full":
+    if info.method == "full":
         raise UserInputError(f"{run_dir}: a full fine-tuning run already holds full weights in {run_dir / 'model'}")
     target = Path(output) if output is not None else run_dir / "merged"
     if target.exists():

@@ -9,15 +9,26 @@ trained and wall time, so a user sees on their own data what instruction tuning 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cardtune.curate.errors import UserInputError
 from cardtune.train import adapters
+from cardtune.train.record import RunRecord
 
 
-def collect(run_dirs: list[str | Path]) -> list[dict[str, Any]]:
-    """``{"dir", "info", "eval"}`` for each run; errors name the run that is missing or not evaluated."""
+@dataclass(frozen=True)
+class Compared:
+    """One run to compare: its directory, its ``run.json`` and its ``eval.json``."""
+
+    dir: Path
+    info: RunRecord
+    eval: dict[str, Any]
+
+
+def collect(run_dirs: list[str | Path]) -> list[Compared]:
+    """Each run with its record and evaluation; errors name the run that is missing or not evaluated."""
     out = []
     for given in run_dirs:
         run = Path(given)
@@ -25,7 +36,11 @@ def collect(run_dirs: list[str | Path]) -> list[dict[str, Any]]:
         path = run / "eval.json"
         if not path.is_file():
             raise UserInputError(f"{run}: not evaluated yet; run `cardtune eval {run}` first")
-        out.append({"dir": run, "info": info, "eval": json.loads(path.read_text(encoding="utf-8"))})
+        try:
+            evaluated = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise UserInputError(f"{path}:{exc.lineno}: corrupt eval.json: {exc.msg}") from None
+        out.append(Compared(run, info, evaluated))
     return out
 
 
@@ -46,34 +61,34 @@ def _count(n: Any) -> str:
     return str(int(n))
 
 
-def rows(runs: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+def rows(runs: list[Compared]) -> list[tuple[str, list[str]]]:
     """The table body as (label, cells per run)."""
     tasks: dict[str, bool] = {}
     for r in runs:
-        for name, m in r["eval"]["tasks"].items():
+        for name, m in r.eval["tasks"].items():
             tasks.setdefault(name, bool(m["held_out"]))
     body: list[tuple[str, list[str]]] = []
     for name, held in sorted(tasks.items(), key=lambda kv: (kv[1], kv[0])):
         label = f"{name} ({'held-out' if held else 'seen'})"
-        body.append((label, [_main_metric(r["eval"]["tasks"].get(name, {})) for r in runs]))
+        body.append((label, [_main_metric(r.eval["tasks"].get(name, {})) for r in runs]))
     for kind in ("seen", "held_out"):
-        if any(r["eval"]["aggregate"].get(kind, {}).get("tasks") for r in runs):
+        if any(r.eval["aggregate"].get(kind, {}).get("tasks") for r in runs):
             label = f"{kind.replace('_', '-')} (macro)"
-            body.append((label, [_main_metric(r["eval"]["aggregate"].get(kind, {})) for r in runs]))
-    body.append(("method", [f"{r['info']['mode']} · {r['info']['method']}" for r in runs]))
-    body.append(("model", [str(r["info"].get("base_run") or r["info"]["model"]) for r in runs]))
-    body.append(("trainable params", [_count(r["info"]["params"]["trainable"]) for r in runs]))
-    body.append(("tokens trained", [_count(r["info"].get("tokens_trained")) for r in runs]))
-    body.append(("train wall time", [f"{r['info']['timings']['train_s']:.1f}s" for r in runs]))
-    body.append(("dataset version", [r["info"]["dataset"]["version_id"][:8] for r in runs]))
+            body.append((label, [_main_metric(r.eval["aggregate"].get(kind, {})) for r in runs]))
+    body.append(("method", [f"{r.info.mode} · {r.info.method}" for r in runs]))
+    body.append(("model", [r.info.base_run or r.info.model for r in runs]))
+    body.append(("trainable params", [_count(r.info.params.trainable) for r in runs]))
+    body.append(("tokens trained", [_count(r.info.tokens_trained) for r in runs]))
+    body.append(("train wall time", [f"{r.info.timings.train_s:.1f}s" for r in runs]))
+    body.append(("dataset version", [r.info.dataset.version_id[:8] for r in runs]))
     return body
 
 
-def table(runs: list[dict[str, Any]]) -> Any:
+def table(runs: list[Compared]) -> Any:
     """A rich table comparing the runs."""
     from rich.table import Table
 
-    legend = "  ".join(f"[{i}] {r['dir']}" for i, r in enumerate(runs, 1))
+    legend = "  ".join(f"[{i}] {r.dir}" for i, r in enumerate(runs, 1))
     t = Table(title="compare", caption=legend)
     t.add_column("")
     for i, _ in enumerate(runs, 1):

@@ -14,6 +14,7 @@ from typing import Any
 
 from cardtune.curate.errors import UserInputError
 from cardtune.curate.store import versions as store
+from cardtune.curate.store.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -21,19 +22,19 @@ class Version:
     """A complete version on disk: its directory, manifest and splits."""
 
     dir: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     splits: Any  # datasets.DatasetDict
 
     @property
     def id(self) -> str:
-        return str(self.manifest.get("version_id", self.dir.name))
+        return self.manifest.version_id
 
     @property
     def mode(self) -> str:
-        return str(self.manifest.get("mode", "instruction"))
+        return self.manifest.mode
 
     def held_out_tasks(self) -> set[str]:
-        return {str(t["name"]) for t in self.manifest.get("tasks", []) if t.get("held_out")}
+        return self.manifest.held_out_tasks()
 
 
 def open_version(version_dir: str | Path) -> Version:

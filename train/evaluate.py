@@ -50,17 +50,17 @@ def _evaluate(run_dir: Path, split: str, limit: int | None, batch_size: int) -> 
     if split not in SPLITS:
         raise UserInputError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
     info = adapters.read_run(run_dir)
-    version = data.open_version(info["dataset"]["dir"])
+    version = data.open_version(info.dataset.dir)
     held = version.held_out_tasks()
     card = yaml.safe_load((run_dir / "card.yaml").read_text(encoding="utf-8")) or {}
     max_new = Train.model_validate(card.get("train") or {}).max_new_tokens  # the card's value or its default
     loaded = adapters.load_run(run_dir)
-    conversational = info["mode"] == "instruction"
-    torch.manual_seed(int(info.get("seed", 0)))
+    conversational = info.mode == "instruction"
+    torch.manual_seed(info.seed)
 
     rows: list[dict[str, Any]] = []
     for name in SPLITS[split]:
-        ds = data.normalized(version.splits[name], info["mode"])
+        ds = data.normalized(version.splits[name], info.mode)
         rows.extend(_limit(ds.to_list(), limit))
     if not rows:
         raise UserInputError(f"{version.dir}: no rows in split(s) {', '.join(SPLITS[split])} to evaluate")
@@ -85,7 +85,7 @@ def _evaluate(run_dir: Path, split: str, limit: int | None, batch_size: int) -> 
         for task, m in sorted(per_task.items())
     }
     result = {
-        "run": info["run_id"],
+        "run": info.run_id,
         "split": split,
         "limit": limit,
         "tasks": tasks,

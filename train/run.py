@@ -36,6 +36,7 @@ from cardtune.train import config as cfg
 from cardtune.train import data, lengths, models, parity
 from cardtune.train.adapters import RUN_JSON
 from cardtune.train.progress import quiet_libraries
+from cardtune.train.record import DatasetRef, Device, Params, Parity, RunRecord, Timings
 
 PARTIAL = ".partial"
 LIBRARIES = ("cardtune", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "tokenizers")
@@ -43,10 +44,10 @@ LIBRARIES = ("cardtune", "torch", "transformers", "trl", "peft", "datasets", "ac
 
 @dataclass(frozen=True)
 class RunResult:
-    """A finished run: its directory and the contents of its ``run.json``."""
+    """A finished run: its directory and its ``run.json`` (``None`` in the processes that do not write it)."""
 
     run_dir: Path
-    info: dict[str, Any]
+    info: RunRecord | None
 
 
 def tune(
@@ -151,18 +152,18 @@ def _tune(
     trainer.save_model(str(partial / "model"))
     if not main:
         trainer.accelerator.wait_for_everyone()
-        return RunResult(output / name, {})
-    info = _run_info(card, version, loaded, trainer, result, report, checked, kwargs, name, checkpoint)
-    info["timings"] = {
-        "load_s": t_load - t0,
-        "checks_s": t_checks - t_load,
-        "setup_s": t_train - t_checks,
-        "train_s": t_done - t_train,
-        "save_s": time.perf_counter() - t_done,
-        "total_s": time.perf_counter() - t0,
-    }
+        return RunResult(output / name, None)
+    timings = Timings(
+        load_s=t_load - t0,
+        checks_s=t_checks - t_load,
+        setup_s=t_train - t_checks,
+        train_s=t_done - t_train,
+        save_s=time.perf_counter() - t_done,
+        total_s=time.perf_counter() - t0,
+    )
+    info = _run_info(card, version, loaded, trainer, result, report, checked, kwargs, name, checkpoint, timings)
     _write_logs(partial, trainer)
-    (partial / RUN_JSON).write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
+    (partial / RUN_JSON).write_text(info.to_json(), encoding="utf-8")
     shutil.rmtree(partial / "checkpoints", ignore_errors=True)
     final = output / name
     partial.rename(final)
@@ -381,7 +382,8 @@ def _run_info(
     kwargs: dict[str, Any],
     name: str,
     checkpoint: str | None,
-) -> dict[str, Any]:
+    timings: Timings,
+) -> RunRecord:
     import torch
 
     model = trainer.model
@@ -389,39 +391,39 @@ def _run_info(
     total = sum(p.numel() for p in model.parameters())
     logs = [e for e in trainer.state.log_history if "num_tokens" in e]
     args = trainer.args
-    device = {
-        "type": args.device.type,
-        "name": torch.cuda.get_device_name(0) if args.device.type == "cuda" else platform.processor() or "cpu",
-        "processes": args.world_size,
-    }
-    return {
-        "format": 1,
-        "run_id": name,
-        "card": card.name,
-        "card_path": str(card.path) if card.path else None,
-        "mode": card.mode,
-        "method": card.train.method,
-        "model": loaded.spec,
-        "model_source": _model_source(card),
-        "stop_token_ids": sorted(models.stop_token_ids(loaded)),
-        "base_model": "base_model" if loaded.is_default and card.train.method != "full" else None,
-        "base_run": card.train.base,
-        "chat_template": card.train.chat_template,
-        "dataset": {"version_id": version.id, "dir": str(version.dir.resolve())},
-        "tasks": version.manifest.get("tasks", []),
-        "seed": card.train.seed,
-        "device": device,
-        "versions": library_versions(),
-        "sft": {k: v for k, v in kwargs.items() if isinstance(v, (str, int, float, bool, type(None)))},
-        "params": {"trainable": trainable, "total": total},
-        "tokens_trained": int(logs[-1]["num_tokens"]) if logs else None,
-        "length_check": report.to_json(),
-        "parity": {"rows_checked": checked.rows_checked, "stop_tokens": checked.stop_tokens},
-        "metrics": {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))},
-        "global_step": trainer.state.global_step,
-        "resumed_from": Path(checkpoint).name if checkpoint else None,
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    device = Device(
+        type=args.device.type,
+        name=torch.cuda.get_device_name(0) if args.device.type == "cuda" else platform.processor() or "cpu",
+        processes=args.world_size,
+    )
+    return RunRecord(
+        run_id=name,
+        card=card.name,
+        card_path=str(card.path) if card.path else None,
+        mode=card.mode,
+        method=card.train.method,
+        model=loaded.spec,
+        model_source=_model_source(card),
+        stop_token_ids=tuple(sorted(models.stop_token_ids(loaded))),
+        base_model="base_model" if loaded.is_default and card.train.method != "full" else None,
+        base_run=card.train.base,
+        chat_template=card.train.chat_template,
+        dataset=DatasetRef(version_id=version.id, dir=str(version.dir.resolve())),
+        tasks=version.manifest.tasks,
+        seed=card.train.seed,
+        device=device,
+        versions=library_versions(),
+        sft={k: v for k, v in kwargs.items() if isinstance(v, (str, int, float, bool, type(None)))},
+        params=Params(trainable=trainable, total=total),
+        tokens_trained=int(logs[-1]["num_tokens"]) if logs else None,
+        length_check=report.to_json(),
+        parity=Parity(rows_checked=checked.rows_checked, stop_tokens=tuple(checked.stop_tokens)),
+        metrics={k: v for k, v in result.metrics.items() if isinstance(v, (int, float))},
+        global_step=trainer.state.global_step,
+        resumed_from=Path(checkpoint).name if checkpoint else None,
+        finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        timings=timings,
+    )
 
 
 def _model_source(card: Card) -> str:

@@ -2,7 +2,8 @@
 
 Every mistake of a card is reported at once as ``file:line: dotted.field: message``: schema errors from
 pydantic, cross-field checks (unique task names, not every task held out, count weights), and unknown or
-reserved ``train.sft`` keys at their own line.
+reserved ``train.sft`` keys at their own line. :func:`unused_option_warnings` lists what is legal but ignored
+(a mixture option its strategy never reads): ``cardtune validate`` prints those as warnings and still exits 0.
 """
 
 from __future__ import annotations
@@ -28,6 +29,35 @@ def cross_checks(card: Card) -> list[tuple[tuple[str | int, ...], str]]:
     if all(t.held_out for t in card.tasks):
         problems.append((("tasks",), "every task is held_out: at least one task must be trained on"))
     return problems
+
+
+def unused_option_warnings(card: Card) -> list[Issue]:
+    """Mixture options the card sets to a non-default value that its strategy never reads (warnings, not errors).
+
+    ``temperature`` is read only by `temperature`; ``scale`` by `examples_proportional` and `temperature`; ``cap``
+    by those two (in the rate) and by `fixed` only for the default ``total`` (the sum of capped task sizes).
+    """
+    mix = card.mixture
+    fields = type(mix).model_fields
+    strategy = mix.strategy
+    out: list[Issue] = []
+
+    def changed(name: str) -> bool:
+        return name in mix.model_fields_set and getattr(mix, name) != fields[name].default
+
+    def warn(name: str, why: str) -> None:
+        out.append(card.issue(("mixture", name), f"ignored: {why}"))
+
+    if changed("temperature") and strategy != "temperature":
+        warn("temperature", f"only strategy `temperature` reads `temperature`, not `{strategy}`")
+    if changed("scale") and strategy in ("fixed", "count"):
+        warn("scale", f"only `examples_proportional` and `temperature` read `scale`, not `{strategy}`")
+    if changed("cap"):
+        if strategy == "count":
+            warn("cap", "strategy `count` does not read `cap` (each weight is the task's example count)")
+        elif strategy == "fixed" and (mix.total is not None or mix.total_tokens is not None):
+            warn("cap", "with strategy `fixed`, `cap` only sets the default `total`, and the card gives the total")
+    return sorted(out, key=lambda i: i.line)
 
 
 def load_card(path: str | Path) -> Card:

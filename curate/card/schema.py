@@ -71,12 +71,24 @@ class Mixture(Section):
     strategy: Strategy = Field(
         "examples_proportional",
         description="`fixed` (rate = weight), `examples_proportional` (rate = min(n*scale, cap)*weight), "
-        "`temperature` (rate = min(n, cap)^(1/T)*weight), `count` (weight = absolute examples). "
-        "Default: `examples_proportional`.",
+        "`temperature` (rate = min(n*scale, cap)^(1/T)*weight), `count` (weight = absolute examples); n is the "
+        "task's size after filtering, as seqio's `mixing_rate_num_examples`. Default: `examples_proportional`.",
     )
-    cap: int | None = Field(None, ge=1, description="Per-task example cap (seqio `maximum`). Default: no cap.")
-    scale: float = Field(1.0, gt=0, description="Multiplier on task sizes for `examples_proportional`. Default: 1.0.")
-    temperature: float = Field(1.0, gt=0, description="T for `temperature` mixing. Default: 1.0.")
+    cap: int | None = Field(
+        None,
+        ge=1,
+        description="Cap on n*scale in the rate of `examples_proportional` and `temperature` (seqio `maximum`); "
+        "the default `total` sums the capped task sizes. Unused by `count`. Default: no cap.",
+    )
+    scale: float = Field(
+        1.0,
+        gt=0,
+        description="Multiplier on task sizes, applied before `cap` (and before the temperature), for "
+        "`examples_proportional` and `temperature` (seqio `scale`). Default: 1.0.",
+    )
+    temperature: float = Field(
+        1.0, gt=0, description="T for `temperature` mixing: rate = min(n*scale, cap)^(1/T). Default: 1.0."
+    )
     total: int | None = Field(
         None,
         ge=1,

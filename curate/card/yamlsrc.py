@@ -37,8 +37,91 @@ class LocatedYaml:
         return Issue(file=self.file, line=self.line_of(loc), loc=tuple(loc), message=message)
 
 
-class _Loader(yaml.SafeLoader):
+MAX_ALIAS_NODES = 100_000
+"""Nodes all aliases (``*name``) of one document may expand to, counted with nesting (alias bombs)."""
+MAX_DEPTH = 100
+"""Deepest nesting of mappings and lists in one document."""
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class YamlLimitError(yaml.MarkedYAMLError):
+    """A document that is too large once its aliases are expanded, recursive, or nested too deep."""
+
+
+class BoundedComposer(yaml.SafeLoader):
+    """A SafeLoader whose composer refuses alias bombs, recursive aliases and very deep nesting, with the line.
+
+    Composing keeps each alias as a shared node, so it is cheap; everything after it (building the data,
+    walking for lines) visits an alias once per use. So each collection's expanded size (its nodes, aliases
+    counted in full) is known when it closes, and every alias adds its target's size to the document's
+    total, which may not pass ``MAX_ALIAS_NODES``. An alias to a collection that is still open (``&a [*a]``,
+    ``&a {<<: *a}``) is recursive and refused.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._sizes: dict[int, int] = {}  # id(closed collection node) -> expanded size
+        self._expanded = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+            target = self.anchors.get(event.anchor)
+            if target is not None and not isinstance(target, yaml.ScalarNode):
+                size = self._sizes.get(id(target))
+                if size is None:
+                    raise YamlLimitError(
+                        problem=f"recursive alias *{event.anchor}: it refers to a mapping or list that contains it",
+                        problem_mark=event.start_mark,
+                    )
+                self._expanded += size
+                if self._expanded > MAX_ALIAS_NODES:
+                    raise YamlLimitError(
+                        problem=f"aliases expand this document beyond {MAX_ALIAS_NODES:,} nodes (at *{event.anchor})",
+                        problem_mark=event.start_mark,
+                    )
+            return super().compose_node(parent, index)
+        start: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(start, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            self._depth += 1
+            if self._depth > MAX_DEPTH:
+                mark: Any = start.start_mark
+                raise YamlLimitError(problem=f"nested deeper than {MAX_DEPTH} levels", problem_mark=mark)
+            try:
+                node: Any = super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+            children = node.value if isinstance(node, yaml.SequenceNode) else [n for kv in node.value for n in kv]
+            self._sizes[id(node)] = 1 + sum(self._sizes.get(id(c), 1) for c in children)
+            return node
+        return super().compose_node(parent, index)
+
+
+class _Loader(BoundedComposer):
     """SafeLoader; unknown tags (``!Template``, ``!!python/object``) are errors unless registered."""
+
+
+def check_bounded(text: str, file: str) -> None:
+    """Compose ``text`` with ``BoundedComposer`` only (tags are not resolved); raise on an alias bomb etc."""
+    try:
+        loader = BoundedComposer(text)
+    except yaml.YAMLError:
+        return  # a control character: the real load reports it with its line
+    try:
+        loader.get_single_node()
+    except YamlLimitError as exc:
+        raise UserInputError([_limit_issue(file, exc)]) from None
+    except yaml.YAMLError:
+        return  # the real load reports syntax errors with their line
+    finally:
+        loader.dispose()
+
+
+def _limit_issue(file: str, exc: yaml.MarkedYAMLError) -> Issue:
+    line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+    return Issue(file, line, (), f"refused YAML: {exc.problem}")
 
 
 def read_user_file(path: Path, what: str = "file") -> str:
@@ -56,12 +139,26 @@ def read_user_file(path: Path, what: str = "file") -> str:
 
 
 def load_located(text: str, file: str, loader_cls: type[yaml.SafeLoader] = _Loader) -> LocatedYaml:
-    """Parse one YAML document, recording lines; raise ``UserInputError`` on syntax errors or dup keys."""
-    loader = loader_cls(text)
+    """Parse one YAML document, recording lines; raise ``UserInputError`` on syntax errors or dup keys.
+
+    Alias bombs, recursive aliases and nesting deeper than ``MAX_DEPTH`` are refused with their line (see
+    ``BoundedComposer``); merge keys (``<<: *defaults``) work, and a key given explicitly overrides a merged one.
+    """
+    try:
+        if not issubclass(loader_cls, BoundedComposer):
+            check_bounded(text, file)
+        loader = loader_cls(text)
+    except yaml.reader.ReaderError as exc:  # a NUL or other control character: YAML refuses it before parsing
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+        message = f"invalid YAML: control character #x{code:04x} is not allowed (remove it)"
+        raise UserInputError([Issue(file, line, (), message)]) from None
     issues: list[Issue] = []
     try:
         try:
             node = loader.get_single_node()
+        except YamlLimitError as exc:
+            raise UserInputError([_limit_issue(file, exc)]) from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark else 0
@@ -85,28 +182,58 @@ def load_located(text: str, file: str, loader_cls: type[yaml.SafeLoader] = _Load
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
+def _flatten(node: yaml.MappingNode, out: LocatedYaml, issues: list[Issue]) -> list[tuple[Any, Any, bool]]:
+    """(key node, value node, merged) of a mapping, merge keys (``<<``) expanded; merged pairs come first.
+
+    Among merged mappings the first given wins (YAML's merge rule); the caller lets explicit keys override.
+    """
+    explicit: list[tuple[Any, Any, bool]] = []
+    merged: list[tuple[Any, Any, bool]] = []
+    for key_node, value_node in node.value:
+        if key_node.tag != _MERGE:
+            explicit.append((key_node, value_node, False))
+            continue
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                line = source.start_mark.line + 1
+                issues.append(Issue(out.file, line, (), "`<<` (merge) expects a mapping or a list of mappings"))
+                continue
+            merged.extend((k, v, True) for k, v, _ in _flatten(source, out, issues))
+    return merged + explicit
+
+
 def _build(loader: yaml.SafeLoader, node: yaml.Node, loc: Loc, out: LocatedYaml, issues: list[Issue]) -> Any:
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
         issues.append(Issue(out.file, node.start_mark.line + 1, loc, f"unsupported YAML tag {node.tag!r}"))
         return None
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
         result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        merged_keys: set[Any] = set()
+        for key_node, value_node, merged in _flatten(node, out, issues):
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                issues.append(Issue(out.file, line, loc, "keys must be plain scalars"))
+                continue
             try:
                 key = loader.construct_object(key_node, deep=True)
             except yaml.YAMLError as exc:
-                issues.append(Issue(out.file, key_node.start_mark.line + 1, loc, f"bad key: {exc}"))
+                issues.append(Issue(out.file, line, loc, f"bad key: {exc}"))
                 continue
             if not isinstance(key, (str, int, float, bool)):
-                issues.append(Issue(out.file, key_node.start_mark.line + 1, loc, "keys must be plain scalars"))
+                issues.append(Issue(out.file, line, loc, "keys must be plain scalars"))
                 continue
             child: Loc = (*loc, key if isinstance(key, (str, int)) else str(key))
-            line = key_node.start_mark.line + 1
             if key in result:
-                first = out.lines.get(child, 0)
-                issues.append(Issue(out.file, line, child, f"duplicate key (first given on line {first})"))
-                continue
+                if merged:
+                    continue  # an earlier merged mapping already gave it: the first one wins
+                if key not in merged_keys:
+                    first = out.lines.get(child, 0)
+                    issues.append(Issue(out.file, line, child, f"duplicate key (first given on line {first})"))
+                    continue
+                merged_keys.discard(key)  # an explicit key overrides a merged one
+            elif merged:
+                merged_keys.add(key)
             out.lines[child] = line
             result[key] = _build(loader, value_node, child, out, issues)
         return result

@@ -24,6 +24,7 @@ from cardtune.curate.reporting.svg import Bar, Group, Segment, color, esc, hbars
 from cardtune.curate.reporting.tables import clip, filter_names
 from cardtune.curate.rows import COMPLETION, PROMPT, TASK
 from cardtune.curate.store import versions as store
+from cardtune.curate.store.manifest import Manifest
 
 SAMPLES_PER_TASK = 3
 EXAMPLES_PER_REASON = 2
@@ -50,7 +51,7 @@ def render_report(version_dir: Path) -> str:
     """The whole page as one string (deterministic for a given version directory)."""
     version_dir = Path(version_dir)
     m = store.read_manifest(version_dir)
-    colors = {t["name"]: color(i) for i, t in enumerate(m["tasks"])}
+    colors = {t.name: color(i) for i, t in enumerate(m.tasks)}
     sections = [
         (
             "mixture",
@@ -77,7 +78,7 @@ def render_report(version_dir: Path) -> str:
             _rejects(version_dir, colors),
         ),
     ]
-    if m.get("filter_reports"):
+    if m.filter_reports:
         lede = "What each filter reported (e.g. decontamination per benchmark)."
         sections.append(("filter-reports", "Filter reports", lede, _filter_reports(m)))
     sections.append(("samples", "Samples", "The first stored rows of each task.", _samples(version_dir, m, colors)))
@@ -90,7 +91,7 @@ def render_report(version_dir: Path) -> str:
         for sid, title, lede, html in sections
     )
     css = resources.files("cardtune.curate.reporting").joinpath("assets/report.css").read_text(encoding="utf-8")
-    title = f"{m['name']} {m['card_version']} · {str(m['version_id'])[:12]} · cardtune report"
+    title = f"{m.name} {m.card_version} · {m.version_id[:12]} · cardtune report"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{esc(title)}</title>'
@@ -99,29 +100,29 @@ def render_report(version_dir: Path) -> str:
     )
 
 
-def _header(m: Mapping[str, Any]) -> str:
+def _header(m: Manifest) -> str:
     items = [
-        ("version", f"<code>{esc(m['version_id'])}</code>"),
-        ("mode", f"<b>{esc(m['mode'])}</b>"),
-        ("mixture", f"<b>{esc(m.get('mixture', {}).get('strategy', '?'))}</b>"),
-        ("built", f"<b>{esc(m.get('created', '?'))}</b>"),
-        ("cardtune", f"<b>{esc(m.get('cardtune', '?'))}</b>"),
+        ("version", f"<code>{esc(m.version_id)}</code>"),
+        ("mode", f"<b>{esc(m.mode)}</b>"),
+        ("mixture", f"<b>{esc(m.mixture.strategy)}</b>"),
+        ("built", f"<b>{esc(m.created)}</b>"),
+        ("cardtune", f"<b>{esc(m.cardtune)}</b>"),
     ]
-    if m.get("card_path"):
-        items.append(("card", f"<code>{esc(m['card_path'])}</code>"))
+    if m.card_path:
+        items.append(("card", f"<code>{esc(m.card_path)}</code>"))
     meta = "".join(f"<span>{k} {v}</span>" for k, v in items)
-    name = f'{esc(m["name"])} <span class="ver">{esc(m["card_version"])}</span>'
+    name = f'{esc(m.name)} <span class="ver">{esc(m.card_version)}</span>'
     return f'<header class="top"><div class="wrap"><h1>{name}</h1><div class="meta">{meta}</div></div></header>'
 
 
-def _kpis(m: Mapping[str, Any]) -> str:
-    c, tokens = m["counts"], m.get("tokens", {})
+def _kpis(m: Manifest) -> str:
+    c, tokens = m.counts, m.tokens
     items = [
-        ("source rows", total(c["source"])),
-        ("rendered", total(c["rendered"])),
-        ("dropped by filters", sum(total(v) for v in c.get("filters", {}).values())),
-        *((f"{s} rows", total(c["splits"].get(s, {}))) for s in store.SPLITS),
-        (f"train {tokens.get('unit', 'tokens')}", total(tokens.get("train", {}))),
+        ("source rows", total(c.source)),
+        ("rendered", total(c.rendered)),
+        ("dropped by filters", sum(f.total for f in c.filters)),
+        *((f"{s} rows", total(per_task)) for s, per_task in c.splits.items()),
+        (f"train {tokens.unit}", total(tokens.train)),
     ]
     tiles = "".join(f'<div class="kpi"><div class="v">{v:,}</div><div class="k">{esc(k)}</div></div>' for k, v in items)
     return f'<div class="kpis">{tiles}</div>'
@@ -204,15 +205,12 @@ def _cell(value: Any) -> object:
     return value if isinstance(value, int) else clip(value, 240)
 
 
-def _filter_reports(m: Mapping[str, Any]) -> str:
+def _filter_reports(m: Manifest) -> str:
     """Each filter's own report: scalars as key/value rows, lists of records as tables (e.g. per benchmark)."""
-    reports: Mapping[str, Any] = m["filter_reports"]
+    reports = m.filter_reports
     out = []
     for name in [f for f in filter_names(m) if f in reports]:
         rep = reports[name]
-        if not isinstance(rep, Mapping):
-            out.append(card(f"<pre>{esc(clip(json.dumps(rep, indent=2), 4000))}</pre>", esc(name)))
-            continue
         scalars = "".join(f"<span><b>{esc(k)}</b> {_kv(v)}</span>" for k, v in rep.items() if not _is_records(v))
         parts = [f'<div class="kv">{scalars}</div>'] if scalars else []
         for key, records in ((k, v) for k, v in rep.items() if _is_records(v)):
@@ -234,12 +232,12 @@ def _is_records(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, Mapping) for v in value)
 
 
-def _samples(version_dir: Path, m: Mapping[str, Any], colors: Mapping[str, str]) -> str:
+def _samples(version_dir: Path, m: Manifest, colors: Mapping[str, str]) -> str:
     """The first rows of each task (train, else eval; held-out tasks from heldout)."""
     cards = []
-    for t in m["tasks"]:
-        name, rows, split = t["name"], [], ""
-        for split in ("heldout",) if t.get("held_out") else ("train", "eval"):
+    for t in m.tasks:
+        name, rows, split = t.name, [], ""
+        for split in ("heldout",) if t.held_out else ("train", "eval"):
             scan = pl.scan_parquet(version_dir / f"{split}.parquet").filter(pl.col(TASK) == name)
             rows = scan.head(SAMPLES_PER_TASK).collect().to_dicts()
             if rows:
@@ -281,20 +279,19 @@ def _json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
-def _footer(m: Mapping[str, Any]) -> str:
-    timings = {k: float(v) for k, v in m.get("timings", {}).items()}
-    whole = sum(timings.values())
-    rows = [[k, f"{v:.2f}", pct(v / whole) if whole else ""] for k, v in timings.items()]
+def _footer(m: Manifest) -> str:
+    whole = sum(t.seconds for t in m.timings)
+    rows = [[t.step, f"{t.seconds:.2f}", pct(t.seconds / whole) if whole else ""] for t in m.timings]
     steps = (
         table(["step", "seconds", "share"], rows, [False, True, True], ["total", f"{whole:.2f}", ""]) if rows else ""
     )
     details = "".join(
-        f"<details><summary>{label}</summary><pre>{esc(_json(m.get(key, {})))}</pre></details>"
-        for key, label in (("inputs", "inputs (hashes)"), ("files", "files (sha256)"))
+        f"<details><summary>{label}</summary><pre>{esc(_json(value))}</pre></details>"
+        for value, label in ((m.inputs.model_dump(mode="json"), "inputs (hashes)"), (m.files, "files (sha256)"))
     )
     return (
         f'<section id="provenance"><h2>Provenance</h2><div class="grid2">{card(steps, "Build timings")}'
         f"{card(details, 'Inputs and files')}</div></section>"
-        f"<footer>Generated by cardtune {esc(cardtune.__version__)} from version {esc(m['version_id'])}. "
+        f"<footer>Generated by cardtune {esc(cardtune.__version__)} from version {esc(m.version_id)}. "
         "Self-contained: no scripts, no network. Hover a bar or a histogram bin for exact numbers.</footer>"
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -26,11 +25,11 @@ from cardtune.curate.reporting.svg import (
     nice_ticks,
     pct,
 )
-from cardtune.curate.reporting.tables import filter_names, length_stats
+from cardtune.curate.reporting.tables import length_stats
 from cardtune.curate.rows import COMPLETION, PROMPT, TASK, flat_text
 from cardtune.curate.store import versions as store
+from cardtune.curate.store.manifest import Manifest
 
-# The pipeline's filter order (the manifest is written with sorted keys, so it cannot tell us).
 HIST_BINS = 24
 STAGE = "#667085"
 
@@ -96,16 +95,16 @@ def _percent(v: float) -> str:
     return f"{v:.0%}"
 
 
-def mixture(m: Mapping[str, Any], colors: Mapping[str, str]) -> str:
+def mixture(m: Manifest, colors: Mapping[str, str]) -> str:
     """Requested vs realized shares of train, by examples and by tokens: composition strips, bars, a table."""
-    plan = m.get("mixture", {}).get("plan", [])
+    plan = m.mixture.plan
     if not plan:
         return card('<p class="empty">No mixture plan (no trained tasks).</p>')
-    realized, tok = m["counts"]["splits"].get("train", {}), m.get("tokens", {}).get("train", {})
-    unit = m.get("tokens", {}).get("unit", "tokens")
-    names = [p["task"] for p in plan]
-    req_ex = {p["task"]: float(p["share"]) for p in plan}
-    req_tok = {p["task"]: float(p["estimated_tokens"]) for p in plan}
+    realized, tok = m.counts.splits.train, m.tokens.train
+    unit = m.tokens.unit
+    names = [p.task for p in plan]
+    req_ex = {p.task: float(p.share) for p in plan}
+    req_tok = {p.task: float(p.estimated_tokens) for p in plan}
     real_ex = {n: float(realized.get(n, 0)) for n in names}
     real_tok = {n: float(tok.get(n, 0)) for n in names}
 
@@ -124,9 +123,9 @@ def mixture(m: Mapping[str, Any], colors: Mapping[str, str]) -> str:
     def grouped(requested: Mapping[str, float], real: Mapping[str, float], what: str, ask: str) -> str:
         groups = []
         for p in plan:
-            n = p["task"]
+            n = p.task
             rq, rl = share_of(requested, n), share_of(real, n)
-            up = f" · ↻ {p['repeats']}× +{p['remainder']:,}" if p["upsampled"] else ""
+            up = f" · ↻ {p.repeats}× +{p.remainder:,}" if p.upsampled else ""
             bars = [
                 _one(rq, colors[n] + "66", f"{n}: {ask} {pct(rq)} of {what}", pct(rq), ask),
                 _one(
@@ -143,21 +142,21 @@ def mixture(m: Mapping[str, Any], colors: Mapping[str, str]) -> str:
     )
     rows = []
     for p in plan:
-        n = p["task"]
-        notes = tag(f"upsampled {p['repeats']}× +{p['remainder']:,}", "warn") if p["upsampled"] else ""
-        notes += tag("cap binds") if p["cap_binds"] else ""
-        delta = (share_of(real_ex, n) - p["share"]) * 100
+        n = p.task
+        notes = tag(f"upsampled {p.repeats}× +{p.remainder:,}", "warn") if p.upsampled else ""
+        notes += tag("cap binds") if p.cap_binds else ""
+        delta = (share_of(real_ex, n) - p.share) * 100
         rows.append(
             [
                 n,
-                p["available"],
-                f"{p['rate']:.4g}",
-                pct(p["share"]),
-                p["target"],
+                p.available,
+                f"{p.rate:.4g}",
+                pct(p.share),
+                p.target,
                 realized.get(n, 0),
                 pct(share_of(real_ex, n)),
                 f"{delta:+.2f}",
-                p["estimated_tokens"],
+                p.estimated_tokens,
                 tok.get(n, 0),
                 pct(share_of(real_tok, n)),
                 Raw(notes),
@@ -177,7 +176,7 @@ def mixture(m: Mapping[str, Any], colors: Mapping[str, str]) -> str:
         f"{unit} share",
         "",
     ]
-    held = [t["name"] for t in m["tasks"] if t.get("held_out")]
+    held = [t.name for t in m.tasks if t.held_out]
     note = f'<p class="lede">Held out (never in train): {esc(", ".join(held))}.</p>' if held else ""
     return (
         card(legend((n, colors[n]) for n in names) + composition)
@@ -186,13 +185,13 @@ def mixture(m: Mapping[str, Any], colors: Mapping[str, str]) -> str:
     )
 
 
-def funnel(m: Mapping[str, Any]) -> str:
+def funnel(m: Manifest) -> str:
     """Rows from source through rendering and each filter into the splits: overall, per task, and a table."""
-    c = m["counts"]
-    drops = {f: c["filters"][f] for f in filter_names(m)}
+    c = m.counts
+    drops = {f.name: f.dropped for f in c.filters}  # in the order the filters ran
     fcolor = {f: DROP_COLORS[i % len(DROP_COLORS)] for i, f in enumerate(drops)}
-    split_n = {s: total(c["splits"].get(s, {})) for s in store.SPLITS}
-    src, rendered = total(c["source"]), total(c["rendered"])
+    split_n = {s: total(rows_of) for s, rows_of in c.splits.items()}
+    src, rendered = total(c.source), total(c.rendered)
     lost = max(src - rendered, 0)
     groups = [
         Group("source", [_one(src, STAGE, f"source: {src:,} rows", f"{src:,}")]),
@@ -210,8 +209,8 @@ def funnel(m: Mapping[str, Any]) -> str:
         ),
     ]
     left = rendered
-    for f, per_task in drops.items():
-        d = total(per_task)
+    for f, dropped_of in drops.items():
+        d = total(dropped_of)
         left -= d
         tip = f"{f}: dropped {d:,} ({pct(d / (rendered or 1))} of rendered)"
         segs = [Segment(left, STAGE, f"{left:,} rows left after {f}"), Segment(d, fcolor[f], tip)]
@@ -231,10 +230,10 @@ def funnel(m: Mapping[str, Any]) -> str:
     overall = hbars(groups, label="filter funnel, all tasks", label_w=150, note_w=230, bar_h=20, integer=True)
 
     per_task, rows = [], []
-    for t in m["tasks"]:
-        n = t["name"]
-        base = c["rendered"].get(n, 0)
-        got = {s: c["splits"].get(s, {}).get(n, 0) for s in store.SPLITS}
+    for t in m.tasks:
+        n = t.name
+        base = c.rendered.get(n, 0)
+        got = {s: rows_of.get(n, 0) for s, rows_of in c.splits.items()}
         dropped = {f: d.get(n, 0) for f, d in drops.items()}
         kept = max(base - sum(dropped.values()) - got["eval"] - got["heldout"], 0)
         segs = [Segment(kept / (base or 1), SPLIT_COLORS["train"], f"{n}: train pool {kept:,}")]
@@ -245,12 +244,12 @@ def funnel(m: Mapping[str, Any]) -> str:
         ]
         note = f"{base:,} rendered · {pct(sum(dropped.values()) / (base or 1))} dropped"
         per_task.append(Group(n, [Bar(segs, note)]))
-        label = esc(n) + (" " + tag("held out") if t.get("held_out") else "")
+        label = esc(n) + (" " + tag("held out") if t.held_out else "")
         cells = [
             Raw(f"<span style='color:var(--bad)'>{d:,}</span>") if d else Raw("<span class=dim>0</span>")
             for d in dropped.values()
         ]
-        rows.append([Raw(label), c["source"].get(n, 0), base, *cells, *got.values()])
+        rows.append([Raw(label), c.source.get(n, 0), base, *cells, *got.values()])
     keys = [("train pool", SPLIT_COLORS["train"]), ("eval", SPLIT_COLORS["eval"]), ("heldout", SPLIT_COLORS["heldout"])]
     keys += [(f"dropped: {f}", fcolor[f]) for f in drops]
     by_task = hbars(
@@ -288,12 +287,12 @@ def bins(lo: int, hi: float, top: int) -> tuple[list[float], bool]:
     return ([*edges, edges[-1] + step] if overflow else edges), overflow
 
 
-def lengths(version_dir: Path, m: Mapping[str, Any]) -> str:
+def lengths(version_dir: Path, m: Manifest) -> str:
     """Per task: a histogram of row lengths per split (shared bins, the last one open) and the length stats."""
     per_row, stats = row_lengths(version_dir), length_stats(version_dir)
     cards = []
-    for t in m["tasks"]:
-        name = t["name"]
+    for t in m.tasks:
+        name = t.name
         rows = per_row.filter(pl.col(TASK) == name)
         if rows.height == 0:
             continue

@@ -17,33 +17,34 @@ from rich.text import Text
 
 from cardtune.curate.rows import COMPLETION, PROMPT, TASK, flat_text
 from cardtune.curate.store import versions as store
+from cardtune.curate.store.manifest import Manifest, PlanEntry
 
 
-def plan_table(plan: Sequence[Mapping[str, Any]], strategy: str, unit: str = "words") -> Table:
+def plan_table(plan: Sequence[PlanEntry], strategy: str, unit: str = "words") -> Table:
     """The mixture plan: per task rows available, rate, requested share, target, repeats, caps, tokens."""
     table = Table(title=f"mixture plan ({strategy})", title_justify="left")
     for col in ("task", "available", "rate", "share", "target", "repeats", "cap binds", f"est. {unit}"):
         table.add_column(col, justify="left" if col == "task" else "right")
     for p in plan:
-        repeats = f"{p['repeats']}× +{p['remainder']}" if p["upsampled"] else ""
+        repeats = f"{p.repeats}× +{p.remainder}" if p.upsampled else ""
         table.add_row(
-            p["task"],
-            f"{p['available']:,}",
-            f"{p['rate']:.4g}",
-            f"{p['share']:.1%}",
-            f"{p['target']:,}",
+            p.task,
+            f"{p.available:,}",
+            f"{p.rate:.4g}",
+            f"{p.share:.1%}",
+            f"{p.target:,}",
             Text(repeats, style="yellow") if repeats else "",
-            "yes" if p["cap_binds"] else "",
-            f"{p['estimated_tokens']:,}",
+            "yes" if p.cap_binds else "",
+            f"{p.estimated_tokens:,}",
         )
     return table
 
 
-def mixture_table(manifest: Mapping[str, Any]) -> Table:
+def mixture_table(manifest: Manifest) -> Table:
     """Requested vs realized examples and tokens per task."""
-    plan = manifest["mixture"]["plan"]
-    realized = manifest["counts"]["splits"]["train"]
-    tokens = manifest.get("tokens", {}).get("train", {})
+    plan = manifest.mixture.plan
+    realized = manifest.counts.splits.train
+    tokens = manifest.tokens.train
     total = sum(realized.values()) or 1
     total_tokens = sum(tokens.values()) or 1
     table = Table(title="mixture: requested vs realized (train)", title_justify="left")
@@ -59,49 +60,42 @@ def mixture_table(manifest: Mapping[str, Any]) -> Table:
     ):
         table.add_column(col, justify="left" if col == "task" else "right")
     for p in plan:
-        n = realized.get(p["task"], 0)
-        tok = tokens.get(p["task"], 0)
+        n = realized.get(p.task, 0)
+        tok = tokens.get(p.task, 0)
         table.add_row(
-            p["task"],
-            f"{p['share']:.1%}",
-            f"{p['target']:,}",
+            p.task,
+            f"{p.share:.1%}",
+            f"{p.target:,}",
             f"{n:,}",
             f"{n / total:.1%}",
             f"{tok:,}",
             f"{tok / total_tokens:.1%}",
-            Text(f"{p['repeats']}× +{p['remainder']}", style="yellow") if p["upsampled"] else "",
+            Text(f"{p.repeats}× +{p.remainder}", style="yellow") if p.upsampled else "",
         )
     return table
 
 
-PIPELINE_ORDER = ("quality", "exact_dedup", "near_dedup", "decontaminate")
+def filter_names(manifest: Manifest) -> list[str]:
+    """The filters a version ran, in the order they ran (the filter registry's order, kept in the manifest)."""
+    return manifest.counts.filter_names()
 
 
-def filter_names(manifest: Mapping[str, Any]) -> list[str]:
-    """The filters a version ran, in pipeline order (manifests store ``counts.filter_order``)."""
-    counts = manifest["counts"]
-    names = list(counts.get("filters", {}))
-    order = list(counts.get("filter_order") or PIPELINE_ORDER)
-    return sorted(names, key=lambda f: (order.index(f) if f in order else len(order), f))
-
-
-def counts_table(manifest: Mapping[str, Any]) -> Table:
+def counts_table(manifest: Manifest) -> Table:
     """The funnel per task: source → rendered → each filter's drops → train/eval/heldout."""
-    counts = manifest["counts"]
-    filters = filter_names(manifest)
+    counts = manifest.counts
     table = Table(title="rows per task through the pipeline", title_justify="left")
     table.add_column("task")
-    for col in ("source", "rendered", *[f"−{f}" for f in filters], "train", "eval", "heldout"):
+    for col in ("source", "rendered", *[f"−{f.name}" for f in counts.filters], *store.SPLITS):
         table.add_column(col, justify="right")
-    for task in manifest["tasks"]:
-        name = task["name"]
-        drops = [counts["filters"][f].get(name, 0) for f in filters]
+    for task in manifest.tasks:
+        name = task.name
+        drops = [f.dropped.get(name, 0) for f in counts.filters]
         table.add_row(
-            name + (" [dim](held out)[/]" if task["held_out"] else ""),
-            f"{counts['source'].get(name, 0):,}",
-            f"{counts['rendered'].get(name, 0):,}",
+            name + (" [dim](held out)[/]" if task.held_out else ""),
+            f"{counts.source.get(name, 0):,}",
+            f"{counts.rendered.get(name, 0):,}",
             *[Text(f"{d:,}", style="red") if d else Text("0", style="dim") for d in drops],
-            *[f"{counts['splits'][s].get(name, 0):,}" for s in ("train", "eval", "heldout")],
+            *[f"{per_task.get(name, 0):,}" for _, per_task in counts.splits.items()],
         )
     return table
 
@@ -188,15 +182,15 @@ def inspect_renderable(version_dir: Path, n_samples: int = 2, n_rejects: int = 1
     manifest = store.read_manifest(version_dir)
     head = Text.assemble(
         ("version ", "dim"),
-        (manifest["version_id"], "bold cyan"),
+        (manifest.version_id, "bold cyan"),
         ("  card ", "dim"),
-        (f"{manifest['name']} {manifest['card_version']}", "bold"),
+        (f"{manifest.name} {manifest.card_version}", "bold"),
         ("  mode ", "dim"),
-        (manifest["mode"], "bold"),
+        (manifest.mode, "bold"),
         ("  built ", "dim"),
-        (str(manifest.get("created", "?")), ""),
+        (manifest.created, ""),
         ("  cardtune ", "dim"),
-        (manifest["cardtune"], ""),
+        (manifest.cardtune, ""),
     )
     parts: list[RenderableType] = [head, mixture_table(manifest), counts_table(manifest)]
     stats = length_stats(version_dir)
@@ -204,7 +198,7 @@ def inspect_renderable(version_dir: Path, n_samples: int = 2, n_rejects: int = 1
         parts.append(length_table(stats))
     rejects = pl.read_parquet(version_dir / "rejects.parquet")  # read once for both tables
     parts += [reject_reasons_table(rejects), rejects_table(rejects, n_rejects)]
-    reports = manifest.get("filter_reports", {})
+    reports = manifest.filter_reports
     parts += [report_table(name, reports[name]) for name in filter_names(manifest) if name in reports]
     if n_samples:
         parts.append(samples(version_dir, n_samples))

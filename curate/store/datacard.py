@@ -5,12 +5,10 @@ Deterministic by construction (no timestamps, sorted keys), so equal inputs give
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import yaml
 
 from cardtune.curate.card.schema import Card
+from cardtune.curate.store.manifest import Manifest
 
 
 def _size_category(n: int) -> str:
@@ -27,9 +25,9 @@ def source_label(card: Card, task_index: int) -> str:
     return src.hf if src.hf is not None else f"local:{src.path}"
 
 
-def render_readme(card: Card, version: str, manifest: Mapping[str, Any]) -> str:
+def render_readme(card: Card, version: str, manifest: Manifest) -> str:
     """The dataset card text for a version."""
-    counts: Mapping[str, Mapping[str, int]] = manifest["counts"]["splits"]
+    counts = dict(manifest.counts.splits.items())
     total = sum(sum(split.values()) for split in counts.values())
     front = {
         "license": card.license,
@@ -56,7 +54,7 @@ def render_readme(card: Card, version: str, manifest: Mapping[str, Any]) -> str:
     if card.description:
         lines += [card.description.strip(), ""]
     lines += [
-        f"Built by [cardtune](https://github.com/cardtune/cardtune) {manifest['cardtune']} from the card "
+        f"Built by [cardtune](https://github.com/cardtune/cardtune) {manifest.cardtune} from the card "
         f"`{card.name}` (label `{card.version}`), mode `{card.mode}`.",
         "",
         f"- **Version id:** `{version}` (content hash of the card's data sections, templates, sources)",
@@ -71,7 +69,7 @@ def render_readme(card: Card, version: str, manifest: Mapping[str, Any]) -> str:
         row = [counts.get(split, {}).get(task.name, 0) for split in ("train", "eval", "heldout")]
         templates = ", ".join(task.templates) or "(passthrough)"
         lines.append(f"| {task.name} | {source_label(card, i)} | {templates} | {row[0]} | {row[1]} | {row[2]} |")
-    plan = manifest.get("mixture", {}).get("plan", [])
+    plan = manifest.mixture.plan
     if plan:
         lines += [
             "",
@@ -81,14 +79,12 @@ def render_readme(card: Card, version: str, manifest: Mapping[str, Any]) -> str:
         ]
         lines.append("|---|---:|---:|---:|---|")
         for p in plan:
-            lines.append(
-                f"| {p['task']} | {p['available']} | {p['share']:.3f} | {p['target']} | {'yes' if p['upsampled'] else ''} |"
-            )
-    drops: Mapping[str, Mapping[str, int]] = manifest["counts"].get("filters", {})
+            lines.append(f"| {p.task} | {p.available} | {p.share:.3f} | {p.target} | {'yes' if p.upsampled else ''} |")
+    drops = manifest.counts.filters  # in the order they ran
     if drops:
         lines += ["", "## Filters", "", "| filter | rows dropped |", "|---|---:|"]
-        for name, per_task in drops.items():
-            lines.append(f"| {name} | {sum(per_task.values())} |")
+        for f in drops:
+            lines.append(f"| {f.name} | {f.total} |")
     lines += [
         "",
         "## Reproduce",

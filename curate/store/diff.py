@@ -1,6 +1,7 @@
 """``cardtune diff A B``: what changed between two versions — inputs (card, templates, sources) and counts.
 
 Both manifests record the exact inputs that were hashed into their ids, so a new id can always be explained.
+Owns the comparison only; the manifests' shape is :mod:`cardtune.curate.store.manifest`'s.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from cardtune.curate.store.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -37,17 +40,22 @@ def _walk(a: Any, b: Any, path: str) -> Iterator[tuple[str, Any, Any]]:
         yield path, a, b
 
 
-def diff_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Change]:
+def diff_manifests(a: Manifest, b: Manifest) -> list[Change]:
     """Input changes (what made the ids differ) and count changes (what it did to the data)."""
     changes: list[Change] = []
-    ia, ib = a.get("inputs", {}), b.get("inputs", {})
+    ia, ib = a.inputs, b.inputs
     for section in ("card", "templates", "sources", "other"):
-        for path, old, new in _walk(ia.get(section, {}), ib.get(section, {}), ""):
+        for path, old, new in _walk(getattr(ia, section), getattr(ib, section), ""):
             changes.append(Change(section, path, old, new))
-    if ia.get("cardtune") != ib.get("cardtune"):
-        changes.append(Change("cardtune", "version", ia.get("cardtune"), ib.get("cardtune")))
-    if ia.get("code") != ib.get("code"):
-        changes.append(Change("cardtune", "curation code", ia.get("code"), ib.get("code")))
-    for path, old, new in _walk(a.get("counts", {}), b.get("counts", {}), ""):
+    if ia.curation_format != ib.curation_format:
+        changes.append(Change("cardtune", "curation format", ia.curation_format, ib.curation_format))
+    for path, old, new in _walk(_counts(a), _counts(b), ""):
         changes.append(Change("counts", path, old, new))
     return changes
+
+
+def _counts(m: Manifest) -> dict[str, Any]:
+    """Counts as nested mappings; per-filter drops keyed by filter name (so a new filter is one change)."""
+    counts = m.counts.model_dump()
+    counts["filters"] = {f.name: f.dropped for f in m.counts.filters}
+    return counts

@@ -2,18 +2,20 @@
 
 A version is complete exactly when its ``manifest.json`` exists: files are written into a hidden temporary
 directory beside the target, the manifest last, and the directory is renamed into place in one step. An
-interrupted build leaves only a ``.tmp-*`` directory, which is never mistaken for a version.
+interrupted build leaves only a ``.tmp-*`` directory, which is never mistaken for a version. The manifest's shape
+is owned by :mod:`cardtune.curate.store.manifest`; a version with a manifest of another format is listed by
+:func:`scan_versions` with the reason, skipped by :func:`list_versions`, and refused by :func:`read_manifest`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ import polars as pl
 
 from cardtune.curate.errors import UserInputError
 from cardtune.curate.rows import INTERNAL_COLUMNS
+from cardtune.curate.store.manifest import Manifest, parse_manifest
 
 SPLITS = ("train", "eval", "heldout")
 MANIFEST = "manifest.json"
@@ -104,9 +107,9 @@ def recover(root: Path) -> list[str]:
     return done
 
 
-def publish(tmp: Path, final: Path, manifest: Mapping[str, Any]) -> Path:
+def publish(tmp: Path, final: Path, manifest: Manifest) -> Path:
     """Write the manifest last, then move the staged directory into place (replacing an old one)."""
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (tmp / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
     if final.exists():  # --force: move the old version aside; a crash in between is undone by `recover`
         trash = final.with_name(f"{TMP_PREFIX}old-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         final.rename(trash)
@@ -117,8 +120,9 @@ def publish(tmp: Path, final: Path, manifest: Mapping[str, Any]) -> Path:
     return final
 
 
-def read_manifest(version_dir: str | Path) -> dict[str, Any]:
-    """The manifest of a complete version; a clear error for a missing or unfinished directory."""
+def read_manifest(version_dir: str | Path) -> Manifest:
+    """The manifest of a complete version; a clear error for a missing or unfinished directory, a corrupt
+    manifest, or one of another format (built by another cardtune: rebuild it)."""
     version_dir = Path(version_dir)
     if not version_dir.exists():
         raise UserInputError(f"{version_dir}: no such dataset version directory")
@@ -127,10 +131,7 @@ def read_manifest(version_dir: str | Path) -> dict[str, Any]:
     path = version_dir / MANIFEST
     if not path.is_file():
         raise UserInputError(f"{version_dir}: incomplete dataset version (no {MANIFEST}); rebuild it")
-    try:
-        manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserInputError(f"{path}:{exc.lineno}: corrupt manifest: {exc.msg}") from None
+    manifest = parse_manifest(path)
     for split in SPLITS:
         if not (version_dir / f"{split}.parquet").is_file():
             raise UserInputError(f"{version_dir}: incomplete dataset version ({split}.parquet is missing)")
@@ -161,23 +162,41 @@ def load_version(version_dir: str | Path) -> Any:
     )
 
 
-def list_versions(root: str | Path) -> list[tuple[str, Path, dict[str, Any]]]:
-    """Complete versions under an output root: (card name, version dir, manifest), newest first per card."""
+@dataclass(frozen=True)
+class Listed:
+    """A complete version directory under an output root: its manifest, or why it cannot be read."""
+
+    name: str  # the card name (the parent folder)
+    dir: Path
+    manifest: Manifest | None
+    problem: str = ""  # one line, e.g. "manifest format 1 is not supported ...; rebuild ..." (manifest is None)
+
+
+def scan_versions(root: str | Path) -> list[Listed]:
+    """Every complete version under an output root, readable or not; newest first per card, unreadable last."""
     root = Path(root)
-    found: list[tuple[str, Path, dict[str, Any]]] = []
+    found: list[Listed] = []
     if not root.is_dir():
         return found
     for card_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for vdir in card_dir.iterdir():
+        for vdir in sorted(card_dir.iterdir()):
             if vdir.is_dir() and not vdir.name.startswith(".") and is_complete(vdir):
                 try:
-                    manifest = json.loads((vdir / MANIFEST).read_text(encoding="utf-8"))
-                except json.JSONDecodeError:
-                    continue
-                found.append((card_dir.name, vdir, manifest))
-    found.sort(key=lambda item: str(item[2].get("created", "")), reverse=True)  # newest first ...
-    found.sort(key=lambda item: item[0])  # ... within each card (the sort is stable)
+                    found.append(Listed(card_dir.name, vdir, parse_manifest(vdir / MANIFEST)))
+                except (UserInputError, OSError) as exc:
+                    problem = str(exc).removeprefix(f"{vdir / MANIFEST}: ")
+                    found.append(Listed(card_dir.name, vdir, None, problem))
+    found.sort(key=lambda v: v.manifest.created if v.manifest else "", reverse=True)  # newest first ...
+    found.sort(key=lambda v: (v.name, v.manifest is None))  # ... within each card, unreadable last (stable)
     return found
+
+
+def list_versions(root: str | Path) -> list[tuple[str, Path, Manifest]]:
+    """Readable versions under an output root: (card name, version dir, manifest), newest first per card.
+
+    Versions whose manifest is corrupt or of another format are skipped (``scan_versions`` lists them).
+    """
+    return [(v.name, v.dir, v.manifest) for v in scan_versions(root) if v.manifest is not None]
 
 
 def resolve_version(ref: str | Path, root: str | Path = "datasets") -> Path:
@@ -185,8 +204,11 @@ def resolve_version(ref: str | Path, root: str | Path = "datasets") -> Path:
     path = Path(ref)
     if path.is_dir():
         return path
+    # unreadable versions count too: naming one gives read_manifest's "rebuild" line, not "no such version"
     candidates = [
-        v for _, v, _ in list_versions(root) if v.name.startswith(str(ref)) or str(ref) == f"{v.parent.name}/{v.name}"
+        v.dir
+        for v in scan_versions(root)
+        if v.dir.name.startswith(str(ref)) or str(ref) == f"{v.dir.parent.name}/{v.dir.name}"
     ]
     if len(candidates) == 1:
         return candidates[0]

@@ -1,7 +1,8 @@
 """The vectorized fast path of ``render_task``: "simple" templates rendered column-wise with polars.
 
 Owns: ``plan`` (decides, per template and source schema, whether a template is simple, and translates its
-parsed Jinja AST into polars expressions) and ``render_group`` (one template's rows at once).
+parsed Jinja AST into polars expressions), ``render_group`` (one template's rows at once) and ``FastEngine``
+(the ``engine.Engine`` that renders a plan slice this way, or declines).
 
 A template is simple when every part (system, prompt, completion) is only ``Output`` nodes made of literal text
 (``TemplateData``, ``Const`` str/int) and expressions with an exact polars equivalent:
@@ -10,7 +11,8 @@ A template is simple when every part (system, prompt, completion) is only ``Outp
   decimal text, as polars casts it);
 * ``{{ name | trim }}`` (Python's ``str.strip``: polars ``strip_chars`` with Python's whitespace set);
 * ``{{ answer_choices[i] }}`` with static answer choices, ``{{ ["a", "b"][i] }}`` and ``{{ i | letter }}``
-  with ``i`` an integer input: a lookup with Python's index semantics (negative indices count from the end);
+  with ``i`` an integer input: a lookup with Python's index semantics (negative indices count from the end,
+  except into ``answer_choices``, where they are an error on the Jinja path);
 * ``{{ answer_choices | options("letters") }}`` over static choices in a style that reads no row hash
   (``HASH_FREE_STYLES``): a constant, formatted once by the same ``format_options`` the filter calls.
 
@@ -21,7 +23,7 @@ dtypes — returns no plan and the template renders row by row through Jinja (``
 reads AST nodes it recognizes and never runs template code; the load-time sandbox checks are unchanged.
 
 Output is byte-identical to the Jinja path. Rows the Jinja path would reject (an index out of range, an empty
-render from non-empty inputs) make ``render_group`` return ``None``; the caller then renders the whole task
+render from non-empty inputs) make ``render_group`` return ``None``; the engine declines and the slice renders
 through Jinja, which raises the very same error for the same (first) row.
 """
 
@@ -34,10 +36,12 @@ import jinja2.filters
 import polars as pl
 from jinja2 import nodes
 
-from cardtune.curate.rows import TEMPLATE_ID
+from cardtune.curate.rows import CHOICE_ID, COMPLETION_TEXT, ROW, SOURCE_REF, SYSTEM_TEXT, TEMPLATE_ID, USER_TEXT
 from cardtune.curate.templating import jinja_env
+from cardtune.curate.templating.engine import assemble, take
 from cardtune.curate.templating.jinja_env import ENV, LETTERS, PROVIDED, format_options
 from cardtune.curate.templating.library import Part, Template
+from cardtune.curate.templating.plan import PlanSlice
 
 PY_WHITESPACE = (
     "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
@@ -47,11 +51,6 @@ PY_WHITESPACE = (
 
 HASH_FREE_STYLES = ("flan", "inline", "letters", "letters_dot", "numbers")
 """``options`` styles whose text depends on the choices only (``random`` and ``bullets`` read the row hash)."""
-
-INDEX = "__cardtune_row"
-"""Column holding each row's position in the task's source frame."""
-
-SYSTEM, USER, COMPLETION_TEXT, CHOICES = "_sys", "_user", "_completion_text", "_choices"
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,9 @@ def _expr(node: nodes.Node, dtypes: Mapping[str, pl.DataType], static: tuple[str
         return pl.col(node.name) if dtypes[node.name] == pl.String else pl.col(node.name).cast(pl.String)
     if isinstance(node, nodes.Getitem):
         seq = _const_strings(node.node, static) if node.ctx == "load" else None
-        return _lookup(seq, node.arg, dtypes, -len(seq)) if seq else None
+        # answer_choices refuses negative indices (the Jinja path raises them); a literal list keeps Python's
+        choices = isinstance(node.node, nodes.Name) and node.node.name == "answer_choices"
+        return _lookup(seq, node.arg, dtypes, 0 if choices else -len(seq)) if seq else None
     if not isinstance(node, nodes.Filter) or node.node is None:
         return None
     if node.kwargs or node.dyn_args is not None or node.dyn_kwargs is not None:
@@ -203,24 +204,25 @@ def _is_blank(col: str) -> pl.Expr:
 
 
 def render_group(rows: pl.DataFrame, p: FastPlan) -> pl.DataFrame | None:
-    """Render ``rows`` (one template's rows, with ``INDEX``) into ``INDEX, _sys, _user, _completion_text``.
+    """Render ``rows`` (one template's rows, with ``ROW``) into ``ROW, _sys, _user, _completion_text``.
 
     Returns None when a row would fail on the Jinja path (see the module docstring).
     """
     sys_expr = p.system.expr if p.system is not None else pl.lit(None, dtype=pl.String)
     out = rows.select(
-        pl.col(INDEX), sys_expr.alias(SYSTEM), p.user.expr.alias(USER), p.completion.expr.alias(COMPLETION_TEXT)
+        pl.col(ROW), sys_expr.alias(SYSTEM_TEXT), p.user.expr.alias(USER_TEXT), p.completion.expr.alias(COMPLETION_TEXT)
     )
-    parts = [(SYSTEM, p.system), (USER, p.user), (COMPLETION_TEXT, p.completion)]
+    parts = [(SYSTEM_TEXT, p.system), (USER_TEXT, p.user), (COMPLETION_TEXT, p.completion)]
     if any(part is not None and out.get_column(col).null_count() for col, part in parts):
         return None  # a lookup out of range: the Jinja path raises it
     blank_parts = [col for col, part in parts if part is not None and part.may_be_blank]
     if not blank_parts or out.height == 0:
         return out
-    blank_input = pl.any_horizontal([pl.col(n).str.strip_chars(PY_WHITESPACE) == "" for n in p.string_inputs])
-    keep = (
-        rows.select(blank_input.alias("b")).to_series() if p.string_inputs else pl.repeat(False, out.height, eager=True)
-    )
+    if p.string_inputs:  # an empty render is fine only where an input itself is blank
+        blank_input = pl.any_horizontal([pl.col(n).str.strip_chars(PY_WHITESPACE) == "" for n in p.string_inputs])
+        keep = rows.select(blank_input.alias("b")).to_series()
+    else:  # every input is a number (e.g. `What is {{ a }} plus {{ b }}?`): no input can be blank
+        keep = pl.repeat(False, out.height, eager=True)
     for col in blank_parts:
         blank = out.select(_is_blank(col)).to_series()
         if (blank & ~keep).any():
@@ -230,36 +232,33 @@ def render_group(rows: pl.DataFrame, p: FastPlan) -> pl.DataFrame | None:
     return out
 
 
-def render_groups(
-    rows: pl.DataFrame,
-    names: list[str],
-    which: list[int],
-    plans: dict[int, FastPlan],
-    choice_ids: dict[tuple[str, ...], int],
-) -> list[pl.DataFrame] | None:
-    """The rows whose template (``which[i]``, an index into the task's templates) has a plan, one frame each.
+class FastEngine:
+    """Simple templates (see the module docstring), every row of the slice at once; declines anything else."""
 
-    Frames hold ``INDEX, template_id, _sys, _user, _completion_text, _choices`` (an id in ``choice_ids``,
-    which this extends). None when some row needs the Jinja path.
-    """
-    frame = rows.select(names).with_columns(pl.int_range(rows.height, dtype=pl.UInt32).alias(INDEX))
-    only = next(iter(plans)) if len(plans) == 1 else None
-    whole = only is not None and all(k == only for k in which)  # every row is the one fast template's
-    if not whole:
-        frame = frame.with_columns(pl.Series("_t", which, dtype=pl.UInt32))
-    groups = []
-    for k, p in plans.items():
-        out = render_group(frame if whole else frame.filter(pl.col("_t") == k), p)
+    name = "fast"
+
+    def render(
+        self, rows: pl.DataFrame, plan_slice: PlanSlice, template: Template | None, mode: str
+    ) -> pl.DataFrame | None:
+        if template is None:
+            return None
+        inputs = list(dict.fromkeys(template.inputs))
+        nulls = {n: rows.get_column(n).null_count() > 0 for n in inputs}
+        p = plan(template, rows.schema, nulls, plan_slice.plan.few_shot is not None)
+        if p is None:
+            return None
+        sub = take(rows, plan_slice, [*plan_slice.plan.inputs, SOURCE_REF])
+        out = render_group(sub.select(inputs).with_columns(plan_slice.positions()), p)
         if out is None:
             return None
-        static = p.template.static_choices()
-        cid = None if static is None else choice_ids.setdefault(static, len(choice_ids))
-        groups.append(
-            out.select(
-                pl.col(INDEX),
-                pl.lit(p.template.id, dtype=pl.String).alias(TEMPLATE_ID),
-                pl.col(SYSTEM, USER, COMPLETION_TEXT),
-                pl.lit(cid, dtype=pl.UInt32).alias(CHOICES),
-            )
+        static = template.static_choices()
+        choice_ids = {} if static is None else {static: 0}
+        body = out.select(
+            pl.lit(template.id, dtype=pl.String).alias(TEMPLATE_ID),
+            pl.col(SYSTEM_TEXT, USER_TEXT, COMPLETION_TEXT),
+            pl.lit(None if static is None else 0, dtype=pl.UInt32).alias(CHOICE_ID),
         )
-    return groups
+        return assemble(sub, plan_slice, mode, body, choice_ids, None)
+
+
+ENGINE = FastEngine()

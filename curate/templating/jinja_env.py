@@ -1,9 +1,10 @@
 """The one sandboxed Jinja environment templates render in, its filters, and stable per-row hashing.
 
-Owns: ``ENV`` (``ImmutableSandboxedEnvironment`` + ``StrictUndefined``: no unsafe attributes, and rows
-or answer choices cannot be mutated by a template), the filters templates may use
-(``options`` in several FLAN-style layouts, ``letter``, a deterministic ``choice``, ``most_frequent``),
-a static check that rejects ``_``-prefixed attribute access before anything runs, and ``stable_hash``.
+Owns: ``ENV`` (``sandbox.BoundedSandbox`` + ``StrictUndefined``: no unsafe attributes, rows or answer choices
+cannot be mutated by a template, nothing nondeterministic prints, and every render is bounded), the filters
+templates may use (``options`` in several FLAN-style layouts, ``letter``, a deterministic ``choice``,
+``most_frequent``), a static check that rejects ``_``-prefixed attribute access before anything runs (the
+refused filters and globals are ``sandbox.refused_features``), and ``stable_hash``.
 
 No unseeded randomness: every "random" choice a filter makes reads the per-row hash the renderer puts in the
 context under ``ROW_HASH`` (derived from seed, task, row key and template id), so reruns are byte-identical.
@@ -18,10 +19,10 @@ from typing import Any
 import xxhash
 from jinja2 import StrictUndefined, nodes, pass_context
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment
 
-ROW_HASH = "_cardtune_row_hash"
-"""Context variable holding the 64-bit per-row hash that option styles and ``choice`` derive from."""
+from cardtune.curate.rows import ROW_HASH  # the context variable holding the per-row hash options/choice read
+from cardtune.curate.templating.sandbox import BoundedSandbox
 
 PROVIDED = frozenset({"answer_choices", ROW_HASH})
 """Names the renderer supplies itself; templates use them without declaring them as inputs."""
@@ -117,8 +118,12 @@ def _most_frequent(items: Sequence[Any]) -> list[Any]:
 
 
 def make_env() -> SandboxedEnvironment:
-    """A fresh sandboxed environment with cardtune's filters (templates compile against ``ENV``)."""
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    """A fresh sandboxed environment with cardtune's filters (templates compile against ``ENV``).
+
+    ``BoundedSandbox`` (``sandbox.py``): no unseeded randomness or memory addresses in the output, and bounded
+    work per render (sizes, widths, loop iterations, calls, time); ``refused_features`` is its load-time check.
+    """
+    env = BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
     env.filters["options"] = _options_filter
     env.filters["letter"] = _letter
     env.filters["choice"] = _choice_filter

@@ -23,9 +23,10 @@ import jinja2
 import yaml
 from jinja2 import meta, nodes
 
-from cardtune.curate.card.yamlsrc import LocatedYaml, load_located, read_user_file, validate_model
+from cardtune.curate.card.yamlsrc import LocatedYaml, check_bounded, load_located, read_user_file, validate_model
 from cardtune.curate.errors import Issue, Loc, UserInputError, did_you_mean
 from cardtune.curate.templating.jinja_env import ENV, PROVIDED, unsafe_access
+from cardtune.curate.templating.sandbox import refused_features
 from cardtune.curate.templating.schema import CHOICE_SEP, FewShotFormat, Message, Metadata, TemplateFile, TemplateSpec
 
 __all__ = [
@@ -162,10 +163,14 @@ def _compile(
     def at(tline: int) -> int:
         return first + tline - 1 if block else first
 
+    too_deep = f"template {tid!r}: nested too deeply to compile (simplify the expression)"
     try:
         ast = ENV.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         issues.append(Issue(located.file, at(exc.lineno), loc, f"template {tid!r}: Jinja syntax error: {exc.message}"))
+        return None
+    except RecursionError:
+        issues.append(Issue(located.file, at(1), loc, too_deep))
         return None
     bad = unsafe_access(ast)
     if bad is not None:
@@ -178,6 +183,11 @@ def _compile(
             )
         )
         return None
+    refused = refused_features(ast)
+    for line, reason in refused:
+        issues.append(Issue(located.file, at(line), loc, f"template {tid!r}: {reason}; never rendered"))
+    if refused:
+        return None
     try:
         compiled = ENV.from_string(ast)
     except jinja2.TemplateSyntaxError as exc:  # unknown filter/test names are compile-time errors
@@ -186,6 +196,9 @@ def _compile(
         if name:
             hint = did_you_mean(name.group(1), list(ENV.filters) + list(ENV.tests))
         issues.append(Issue(located.file, at(exc.lineno), loc, f"template {tid!r}: {exc.message}{hint}"))
+        return None
+    except (RecursionError, SyntaxError):  # Python's own nesting limits, on the compiled code
+        issues.append(Issue(located.file, at(1), loc, too_deep))
         return None
     return Part(loc=loc, source=source, compiled=compiled, ast=ast, first_line=first, block=block)
 
@@ -266,6 +279,7 @@ def _is_promptsource(data: object) -> bool:
 def load_template_file(path: Path) -> list[Template]:
     """Load one file: our format, or a promptsource ``templates.yaml`` (converted; see ``promptsource.py``)."""
     text = read_user_file(path, what="template file")
+    check_bounded(text, str(path))  # alias bombs and recursive aliases, before anything walks the YAML
     located = None if "!Template" in text else load_located(text, str(path))
     if located is None or _is_promptsource(located.data):
         from cardtune.curate.templating.promptsource import convert_promptsource

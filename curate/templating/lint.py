@@ -1,8 +1,9 @@
 """``cardtune templates lint``: checks that make a template safe to put in a mixture.
 
-Owns ``lint_paths`` / ``lint_templates``. Per template: the Jinja parses and passes the sandbox check (done
-at load), declared ``inputs`` equal the variables the sources read, every example row of its file renders
-(zero-shot, and few-shot when the file has enough rows), nothing renders empty, the completion has no
+Owns ``lint_paths`` / ``lint_templates``. Per template: the Jinja parses, passes the sandbox check and uses
+no refused filter or global (``random``, ``lipsum``, ``cycler``, ``joiner``, ...: done at load, with the line;
+see ``sandbox.refused_features``), declared ``inputs`` equal the variables the sources read, every example
+row of its file renders within the render limits (zero-shot, and few-shot when the file has enough rows), nothing renders empty, the completion has no
 stray leading/trailing whitespace, answer choices are unique and non-empty and contain the completion,
 ``choices_in_prompt`` matches the prompt; ids are unique across everything linted. A file without example
 rows is a warning (nothing could be rendered).
@@ -15,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cardtune.curate.errors import Issue, UserInputError
-from cardtune.curate.templating.jinja_env import stable_hash
 from cardtune.curate.templating.library import Template, load_template_file, template_files
+from cardtune.curate.templating.plan import row_hash
 from cardtune.curate.templating.render import RenderError, render_row
 
 
@@ -59,7 +60,7 @@ def _check_render(t: Template, row: dict[str, object], k: int, exemplars: Sequen
     if missing:
         return [_issue(t, f"example row {k} lacks input(s) {', '.join(missing)}; add them to `examples`")]
     values = {name: row[name] for name in t.inputs}
-    h = stable_hash("lint", t.id, k)
+    h = row_hash(0, "lint", f"lint:{k}", t.id)  # example row k, as a task named "lint" with seed 0 renders it
     try:
         r = render_row(t, values, h)
         if exemplars:

@@ -1,6 +1,6 @@
 """Tasks without templates: existing conversation or prompt/completion columns, normalized to the row contract.
 
-Owns ``passthrough``: a ``messages`` column (list of {role, content}), a ShareGPT ``conversations`` column
+Owns ``passthrough`` and ``PassthroughEngine`` (the ``engine.Engine`` for slices without a template): a ``messages`` column (list of {role, content}), a ShareGPT ``conversations`` column
 (list of {from, value}; ``human``→user, ``gpt``→assistant), or plain ``prompt``/``completion`` columns
 (strings, or message lists in instruction mode). The final assistant turn becomes ``completion``; every
 turn before it becomes ``prompt``. All checks are vectorized; the first bad row is named in the error.
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import polars as pl
 
-from cardtune.curate.card.schema import Task
 from cardtune.curate.errors import UserInputError
 from cardtune.curate.rows import (
     ANSWER_CHOICES,
     COMPLETION,
     COMPLETION_TEXT,
+    CONVERSATION,
     FIELDS_TEXT,
     PROMPT,
     PROMPT_TEXT,
@@ -24,6 +24,8 @@ from cardtune.curate.rows import (
     TEMPLATE_ID,
     flat_text,
 )
+from cardtune.curate.templating.library import Template
+from cardtune.curate.templating.plan import PlanSlice
 
 SHAREGPT_ROLES = {
     "human": "user",
@@ -36,7 +38,6 @@ SHAREGPT_ROLES = {
     "system": "system",
 }
 ROLES = ("system", "user", "assistant")
-MESSAGE = pl.Struct({"role": pl.String, "content": pl.String})
 
 
 def _first_bad(rows: pl.DataFrame, bad: pl.Expr) -> str | None:
@@ -44,17 +45,17 @@ def _first_bad(rows: pl.DataFrame, bad: pl.Expr) -> str | None:
     return None if hit is None else str(hit)
 
 
-def _fail(task: Task, ref: str, message: str) -> UserInputError:
-    return UserInputError(f"task {task.name!r}, row {ref}: {message}")
+def _fail(task: str, ref: str, message: str) -> UserInputError:
+    return UserInputError(f"task {task!r}, row {ref}: {message}")
 
 
-def _normalize_sharegpt(rows: pl.DataFrame, task: Task) -> pl.Expr:
+def _normalize_sharegpt(rows: pl.DataFrame, task: str) -> pl.Expr:
     dtype = rows.schema["conversations"]
     if not (isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct)):
-        raise UserInputError(f"task {task.name!r}: `conversations` must be a list of {{from, value}}, got {dtype}")
+        raise UserInputError(f"task {task!r}: `conversations` must be a list of {{from, value}}, got {dtype}")
     fields = {f.name for f in dtype.inner.fields}
     if not {"from", "value"} <= fields:
-        raise UserInputError(f"task {task.name!r}: `conversations` items need `from` and `value`, got {sorted(fields)}")
+        raise UserInputError(f"task {task!r}: `conversations` items need `from` and `value`, got {sorted(fields)}")
     el = pl.element().struct
     role = el.field("from").cast(pl.String).str.to_lowercase().replace_strict(SHAREGPT_ROLES, default=None)
     bad_from = pl.col("conversations").list.eval(role.is_null()).list.any()
@@ -66,11 +67,11 @@ def _normalize_sharegpt(rows: pl.DataFrame, task: Task) -> pl.Expr:
     )
 
 
-def _messages_expr(rows: pl.DataFrame, task: Task, column: str) -> pl.Expr:
+def _messages_expr(rows: pl.DataFrame, task: str, column: str) -> pl.Expr:
     dtype = rows.schema[column]
     inner = dtype.inner if isinstance(dtype, pl.List) else None
     if not isinstance(inner, pl.Struct) or not {"role", "content"} <= {f.name for f in inner.fields}:
-        raise UserInputError(f"task {task.name!r}: `{column}` must be a list of {{role, content}}, got {dtype}")
+        raise UserInputError(f"task {task!r}: `{column}` must be a list of {{role, content}}, got {dtype}")
     return pl.col(column).list.eval(
         pl.struct(
             pl.element().struct.field("role").cast(pl.String).alias("role"),
@@ -79,15 +80,15 @@ def _messages_expr(rows: pl.DataFrame, task: Task, column: str) -> pl.Expr:
     )
 
 
-def _split_conversation(rows: pl.DataFrame, task: Task, conv: pl.Expr) -> pl.DataFrame:
-    frame = rows.select(pl.col(SOURCE_REF).cast(pl.String), conv.alias("_conv"))
-    roles = pl.col("_conv").list.eval(pl.element().struct.field("role"))
+def _split_conversation(rows: pl.DataFrame, task: str, conv: pl.Expr) -> pl.DataFrame:
+    frame = rows.select(pl.col(SOURCE_REF).cast(pl.String), conv.alias(CONVERSATION))
+    roles = pl.col(CONVERSATION).list.eval(pl.element().struct.field("role"))
     checks = [
-        (pl.col("_conv").list.len() < 2, "a conversation needs at least a user turn and an assistant turn"),
+        (pl.col(CONVERSATION).list.len() < 2, "a conversation needs at least a user turn and an assistant turn"),
         (roles.list.eval(~pl.element().is_in(ROLES)).list.any(), "a role is not system, user or assistant"),
         (roles.list.last() != "assistant", "the conversation does not end with an assistant turn"),
         (
-            pl.col("_conv")
+            pl.col(CONVERSATION)
             .list.eval(pl.element().struct.field("content").str.strip_chars().str.len_chars() == 0)
             .list.any(),
             "a turn has empty or null content",
@@ -97,21 +98,21 @@ def _split_conversation(rows: pl.DataFrame, task: Task, conv: pl.Expr) -> pl.Dat
         ref = _first_bad(frame, bad)
         if ref is not None:
             raise _fail(task, ref, message)
-    n = pl.col("_conv").list.len()
+    n = pl.col(CONVERSATION).list.len()
     return frame.select(
         pl.col(SOURCE_REF),
-        pl.col("_conv").list.slice(0, n - 1).alias(PROMPT),
-        pl.col("_conv").list.slice(-1, 1).alias(COMPLETION),
+        pl.col(CONVERSATION).list.slice(0, n - 1).alias(PROMPT),
+        pl.col(CONVERSATION).list.slice(-1, 1).alias(COMPLETION),
     )
 
 
-def passthrough(rows: pl.DataFrame, task: Task, mode: str) -> pl.DataFrame:
-    """Rows of a task without templates, in the row contract (see module docstring)."""
+def passthrough(rows: pl.DataFrame, task: str, mode: str) -> pl.DataFrame:
+    """Rows of task ``task`` (a task without templates), in the row contract (see module docstring)."""
     cols = set(rows.columns)
     if "messages" in cols or "conversations" in cols:
         if mode == "finetune":
             raise UserInputError(
-                f"task {task.name!r}: conversation columns need `mode: instruction` (or give the task templates)"
+                f"task {task!r}: conversation columns need `mode: instruction` (or give the task templates)"
             )
         conv = _messages_expr(rows, task, "messages") if "messages" in cols else _normalize_sharegpt(rows, task)
         out = _split_conversation(rows, task, conv)
@@ -119,7 +120,7 @@ def passthrough(rows: pl.DataFrame, task: Task, mode: str) -> pl.DataFrame:
         out = _plain(rows, task, mode)
     else:
         raise UserInputError(
-            f"task {task.name!r} has no templates, so its source needs a `messages` or `conversations` column, "
+            f"task {task!r} has no templates, so its source needs a `messages` or `conversations` column, "
             f"or `prompt` and `completion` columns; it has: {', '.join(rows.columns)}"
         )
     if mode == "instruction":
@@ -130,7 +131,7 @@ def passthrough(rows: pl.DataFrame, task: Task, mode: str) -> pl.DataFrame:
     else:
         out = out.with_columns(pl.col(PROMPT).alias(PROMPT_TEXT), pl.col(COMPLETION).alias(COMPLETION_TEXT))
     return out.select(
-        pl.lit(task.name, dtype=pl.String).alias(TASK),
+        pl.lit(task, dtype=pl.String).alias(TASK),
         pl.lit("", dtype=pl.String).alias(TEMPLATE_ID),
         pl.col(SOURCE_REF),
         pl.col(PROMPT),
@@ -142,12 +143,12 @@ def passthrough(rows: pl.DataFrame, task: Task, mode: str) -> pl.DataFrame:
     )
 
 
-def _plain(rows: pl.DataFrame, task: Task, mode: str) -> pl.DataFrame:
+def _plain(rows: pl.DataFrame, task: str, mode: str) -> pl.DataFrame:
     schema = rows.schema
     strings = schema["prompt"] == pl.String and schema["completion"] == pl.String
     if not strings:
         if mode == "finetune":
-            raise UserInputError(f"task {task.name!r}: finetune mode needs string `prompt`/`completion` columns")
+            raise UserInputError(f"task {task!r}: finetune mode needs string `prompt`/`completion` columns")
         conv = pl.concat_list([_messages_expr(rows, task, "prompt"), _messages_expr(rows, task, "completion")])
         return _split_conversation(rows, task, conv)
     frame = rows.select(pl.col(SOURCE_REF).cast(pl.String), pl.col("prompt"), pl.col("completion"))
@@ -164,3 +165,16 @@ def _plain(rows: pl.DataFrame, task: Task, mode: str) -> pl.DataFrame:
     return frame.select(
         pl.col(SOURCE_REF), msgs("user", "prompt").alias(PROMPT), msgs("assistant", "completion").alias(COMPLETION)
     )
+
+
+class PassthroughEngine:
+    """Tasks without templates; declines a slice that has a template."""
+
+    name = "passthrough"
+
+    def render(
+        self, rows: pl.DataFrame, plan_slice: PlanSlice, template: Template | None, mode: str
+    ) -> pl.DataFrame | None:
+        if template is not None:
+            return None
+        return passthrough(rows if plan_slice.whole else rows[plan_slice.positions()], plan_slice.plan.task, mode)

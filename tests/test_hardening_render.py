@@ -1,0 +1,58 @@
+"""Red-team regressions in rendering (issue 10): integer-only templates build; a negative label is an error."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from cardtune.curate.card.schema import Task
+from cardtune.curate.card.yamlsrc import load_located
+from cardtune.curate.errors import UserInputError
+from cardtune.curate.templating.library import templates_from_located
+from cardtune.curate.templating.render import render_task
+
+TEMPLATES = """\
+family: arith
+templates:
+  - id: arith/plus
+    inputs: [a, b, c]
+    prompt: "What is {{ a }} plus {{ b }}?"
+    completion: "{{ c }}"
+  - id: arith/label
+    inputs: [q, label]
+    answer_choices: ["no", "yes"]
+    prompt: "{{ q }}"
+    completion: "{{ answer_choices[label] }}"
+  - id: arith/literal
+    inputs: [q, label]
+    prompt: "{{ q }}"
+    completion: "{{ ['no', 'yes'][label] }}"
+"""
+LIB = {t.id: t for t in templates_from_located(load_located(TEMPLATES, "arith.yaml"), "arith.yaml")}
+TASK = Task(name="t", source={"path": "x.jsonl"})  # type: ignore[arg-type]
+
+
+def rows(**columns: list[object]) -> pl.DataFrame:
+    n = len(next(iter(columns.values())))
+    return pl.DataFrame(columns).with_columns(pl.format("t:{}", pl.int_range(n)).alias("source_ref"))
+
+
+@pytest.mark.parametrize("mode", ["instruction", "finetune"])
+def test_a_template_whose_inputs_are_all_integers_builds(mode: str) -> None:
+    """Was `cannot return empty fold` from the fast path."""
+    out = render_task(rows(a=[1, 2], b=[3, 4], c=[4, 6]), TASK, [LIB["arith/plus"]], mode, seed=1)
+    completions = out["completion"].to_list()
+    assert [c if isinstance(c, str) else c[0]["content"] for c in completions] == ["4", "6"]
+
+
+def test_a_negative_label_is_an_error_naming_the_row_not_the_last_choice() -> None:
+    data = rows(q=["a", "b", "c"], label=[0, -1, 1])
+    with pytest.raises(UserInputError, match=r"answer_choices\[-1\]: a negative index.*row t:1"):
+        render_task(data, TASK, [LIB["arith/label"]], "finetune", seed=1)
+    ok = render_task(rows(q=["a", "b"], label=[0, 1]), TASK, [LIB["arith/label"]], "finetune", seed=1)
+    assert ok["completion"].to_list() == ["no", "yes"]
+    assert render_task(data, TASK, [LIB["arith/literal"]], "finetune", seed=1)["completion"].to_list() == [
+        "no",
+        "yes",  # a literal list keeps Python's indexing: -1 is its last item, as in Jinja
+        "yes",
+    ]
