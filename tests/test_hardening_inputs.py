@@ -159,3 +159,17 @@ def test_a_control_character_in_a_card_is_one_line_at_its_line(tmp_path: Path) -
     result = runner.invoke(app, ["validate", str(card)])
     assert result.exit_code == 1 and "card.yaml:3: invalid YAML: control character #x0000" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_messages_for_the_wrong_kind_of_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    card = card_dir(tmp_path, "name: t\nmode: finetune\ntasks:\n  - name: t\n    source: {path: d.jsonl}\n")
+    version = build(card).version_dir
+    result = runner.invoke(app, ["inspect", str(tmp_path)])
+    assert result.exit_code == 1 and "not a dataset version directory" in result.output
+    (tmp_path / "reports").mkdir()
+    result = runner.invoke(app, ["report", str(version), "-o", str(tmp_path / "reports")])
+    assert result.exit_code == 0 and (tmp_path / "reports" / "report.html").is_file()
+    assert ".tmp" not in result.output
+    result = runner.invoke(app, ["eval", str(version)])
+    assert result.exit_code == 1 and "a dataset version, not a run" in result.output

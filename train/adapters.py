@@ -34,6 +34,10 @@ def read_run(run_dir: str | Path) -> RunRecord:
             hint = " (an interrupted run exists; finish it with `cardtune tune CARD --resume`)"
         raise UserInputError(f"{run_dir}: no such run directory{hint}")
     path = run_dir / RUN_JSON
+    if (run_dir / "manifest.json").is_file() and not path.is_file():
+        raise UserInputError(
+            f"{run_dir}: a dataset version, not a run; pass the run directory `cardtune tune` printed (under runs/)"
+        )
     if not path.is_file() or not (run_dir / "model").is_dir():
         raise UserInputError(f"{run_dir}: incomplete run (no {RUN_JSON} or model/); it did not finish")
     return parse_run(path)

@@ -37,6 +37,8 @@ def write_report(version_dir: Path, output: Path | None = None) -> Path:
     version_dir = Path(version_dir)
     page = render_report(version_dir)
     output = Path(output) if output is not None else version_dir / "report.html"
+    if output.is_dir() or str(output).endswith(("/", os.sep)):  # -o DIR: the report goes inside it
+        output = output / "report.html"
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     try:

@@ -130,6 +130,11 @@ def read_manifest(version_dir: str | Path) -> Manifest:
         raise UserInputError(f"{version_dir}: not a directory (expected a dataset version directory)")
     path = version_dir / MANIFEST
     if not path.is_file():
+        if not any((version_dir / f"{split}.parquet").exists() for split in (*SPLITS, "rejects")):
+            raise UserInputError(
+                f"{version_dir}: not a dataset version directory (no {MANIFEST}); versions live under "
+                "<output.dir>/<name>/<id>/ — `cardtune ls` lists them"
+            )
         raise UserInputError(f"{version_dir}: incomplete dataset version (no {MANIFEST}); rebuild it")
     manifest = parse_manifest(path)
     for split in SPLITS:
