@@ -56,3 +56,28 @@ def test_a_negative_label_is_an_error_naming_the_row_not_the_last_choice() -> No
         "yes",  # a literal list keeps Python's indexing: -1 is its last item, as in Jinja
         "yes",
     ]
+
+
+def passthrough_rows(**columns: list[object]) -> pl.DataFrame:
+    return rows(**columns)
+
+
+@pytest.mark.parametrize(
+    ("columns", "mode", "message"),
+    [
+        ({"messages": [[{"content": "hi"}, {"role": "assistant", "content": "x"}]]}, "instruction", "no `role`"),
+        ({"prompt": ["a"], "completion": [5]}, "finetune", r"`completion` must be text, got Int64"),
+        ({"prompt": ["a"], "completion": [5]}, "instruction", r"`completion` must be text or a list"),
+        (
+            {"messages": [[{"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                           {"role": "assistant", "content": [{"type": "text", "text": "x"}]}]]},
+            "instruction",
+            "message content must be text",
+        ),
+    ],
+)  # fmt: skip
+def test_passthrough_refuses_what_it_would_otherwise_mangle(
+    columns: dict[str, list[object]], mode: str, message: str
+) -> None:
+    with pytest.raises(UserInputError, match=message):
+        render_task(passthrough_rows(**columns), TASK, [], mode, seed=1)

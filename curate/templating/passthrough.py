@@ -70,8 +70,20 @@ def _normalize_sharegpt(rows: pl.DataFrame, task: str) -> pl.Expr:
 def _messages_expr(rows: pl.DataFrame, task: str, column: str) -> pl.Expr:
     dtype = rows.schema[column]
     inner = dtype.inner if isinstance(dtype, pl.List) else None
+    if dtype == pl.String and column in ("prompt", "completion"):  # one side plain text, the other messages
+        role = "user" if column == "prompt" else "assistant"
+        return pl.concat_list([pl.struct(pl.lit(role, dtype=pl.String).alias("role"), pl.col(column).alias("content"))])
     if not isinstance(inner, pl.Struct) or not {"role", "content"} <= {f.name for f in inner.fields}:
         raise UserInputError(f"task {task!r}: `{column}` must be a list of {{role, content}}, got {dtype}")
+    content = next(f.dtype for f in inner.fields if f.name == "content")
+    if content != pl.String:  # e.g. OpenAI content parts [{type, text}]: never silently stringified
+        raise UserInputError(
+            f"task {task!r}: `{column}` message content must be text, got {content} "
+            "(content-part lists such as [{type, text}] are not supported; join them into text first)"
+        )
+    role = next(f.dtype for f in inner.fields if f.name == "role")
+    if role != pl.String:
+        raise UserInputError(f"task {task!r}: `{column}` message role must be text, got {role}")
     return pl.col(column).list.eval(
         pl.struct(
             pl.element().struct.field("role").cast(pl.String).alias("role"),
@@ -84,6 +96,8 @@ def _split_conversation(rows: pl.DataFrame, task: str, conv: pl.Expr) -> pl.Data
     frame = rows.select(pl.col(SOURCE_REF).cast(pl.String), conv.alias(CONVERSATION))
     roles = pl.col(CONVERSATION).list.eval(pl.element().struct.field("role"))
     checks = [
+        (pl.col(CONVERSATION).is_null(), "it has no conversation (the column is null)"),
+        (roles.list.eval(pl.element().is_null()).list.any(), "a message has no `role`"),
         (pl.col(CONVERSATION).list.len() < 2, "a conversation needs at least a user turn and an assistant turn"),
         (roles.list.eval(~pl.element().is_in(ROLES)).list.any(), "a role is not system, user or assistant"),
         (roles.list.last() != "assistant", "the conversation does not end with an assistant turn"),
@@ -147,8 +161,10 @@ def _plain(rows: pl.DataFrame, task: str, mode: str) -> pl.DataFrame:
     schema = rows.schema
     strings = schema["prompt"] == pl.String and schema["completion"] == pl.String
     if not strings:
-        if mode == "finetune":
-            raise UserInputError(f"task {task!r}: finetune mode needs string `prompt`/`completion` columns")
+        if mode == "finetune" or not all(isinstance(schema[c], pl.List | pl.String) for c in ("prompt", "completion")):
+            bad = next(c for c in ("prompt", "completion") if schema[c] != pl.String)
+            want = "text" if mode == "finetune" else "text or a list of {role, content}"
+            raise UserInputError(f"task {task!r}: `{bad}` must be {want}, got {schema[bad]} (in every row)")
         conv = pl.concat_list([_messages_expr(rows, task, "prompt"), _messages_expr(rows, task, "completion")])
         return _split_conversation(rows, task, conv)
     frame = rows.select(pl.col(SOURCE_REF).cast(pl.String), pl.col("prompt"), pl.col("completion"))
