@@ -71,8 +71,10 @@ def _messages_expr(rows: pl.DataFrame, task: str, column: str) -> pl.Expr:
     dtype = rows.schema[column]
     inner = dtype.inner if isinstance(dtype, pl.List) else None
     if dtype == pl.String and column in ("prompt", "completion"):  # one side plain text, the other messages
-        role = "user" if column == "prompt" else "assistant"
-        return pl.concat_list([pl.struct(pl.lit(role, dtype=pl.String).alias("role"), pl.col(column).alias("content"))])
+        speaker = "user" if column == "prompt" else "assistant"
+        return pl.concat_list(
+            [pl.struct(pl.lit(speaker, dtype=pl.String).alias("role"), pl.col(column).alias("content"))]
+        )
     if not isinstance(inner, pl.Struct) or not {"role", "content"} <= {f.name for f in inner.fields}:
         raise UserInputError(f"task {task!r}: `{column}` must be a list of {{role, content}}, got {dtype}")
     content = next(f.dtype for f in inner.fields if f.name == "content")
@@ -81,9 +83,9 @@ def _messages_expr(rows: pl.DataFrame, task: str, column: str) -> pl.Expr:
             f"task {task!r}: `{column}` message content must be text, got {content} "
             "(content-part lists such as [{type, text}] are not supported; join them into text first)"
         )
-    role = next(f.dtype for f in inner.fields if f.name == "role")
-    if role != pl.String:
-        raise UserInputError(f"task {task!r}: `{column}` message role must be text, got {role}")
+    role_type = next(f.dtype for f in inner.fields if f.name == "role")
+    if role_type != pl.String:
+        raise UserInputError(f"task {task!r}: `{column}` message role must be text, got {role_type}")
     return pl.col(column).list.eval(
         pl.struct(
             pl.element().struct.field("role").cast(pl.String).alias("role"),
