@@ -172,3 +172,14 @@ def write_card(path: Path, mode: str = "instruction", method: str = "lora", name
     }
     path.write_text(yaml.safe_dump(card, sort_keys=False), encoding="utf-8")
     return path
+
+
+class Interrupt:
+    """A TrainerCallback that stops the process (like Ctrl-C) once a checkpoint exists."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a, **k: None
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == 2:
+            raise KeyboardInterrupt

@@ -173,3 +173,19 @@ def test_messages_for_the_wrong_kind_of_directory(tmp_path: Path, monkeypatch: p
     assert ".tmp" not in result.output
     result = runner.invoke(app, ["eval", str(version)])
     assert result.exit_code == 1 and "a dataset version, not a run" in result.output
+
+
+def test_a_benchmark_with_an_unknown_extension_takes_the_format_the_hint_names(tmp_path: Path) -> None:
+    (tmp_path / "b.xml").write_text('{"q": "a question"}\n', encoding="utf-8")
+    body = (
+        "name: t\nmode: finetune\ntasks:\n  - name: t\n    source: {path: d.jsonl}\n"
+        "filters:\n  decontaminate:\n    benchmarks: [{name: b, path: b.xml, fields: [q]}]\n"
+    )
+    card = card_dir(tmp_path, body)
+    with pytest.raises(UserInputError, match=r"card\.yaml:8: .*set `format:` to one of"):
+        validate_card(card)
+    card.write_text(body.replace("path: b.xml,", "path: b.xml, format: jsonl,"), encoding="utf-8")
+    validate_card(card)
+    card.write_text(body.replace("path: b.xml,", "path: b.xml, format: jsnl,"), encoding="utf-8")
+    with pytest.raises(UserInputError, match="did you mean 'jsonl'"):
+        load_card(card)

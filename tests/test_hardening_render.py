@@ -81,3 +81,21 @@ def test_passthrough_refuses_what_it_would_otherwise_mangle(
 ) -> None:
     with pytest.raises(UserInputError, match=message):
         render_task(passthrough_rows(**columns), TASK, [], mode, seed=1)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [({"name": "x"}, r"prints input 'v' whole, but it is a struct column"), (b"\x00\x01", r"prints bytes.*row t:0")],
+    ids=["struct", "binary"],
+)
+def test_a_struct_or_binary_column_is_not_printed_as_a_python_repr(value: object, message: str) -> None:
+    text = TEMPLATES + '  - id: arith/raw\n    inputs: [q, v]\n    prompt: "{{ q }}"\n    completion: "{{ v }}"\n'
+    lib = {t.id: t for t in templates_from_located(load_located(text, "arith.yaml"), "arith.yaml")}
+    with pytest.raises(UserInputError, match=message):
+        render_task(rows(q=["a"], v=[value]), TASK, [lib["arith/raw"]], "finetune", seed=1)
+    if isinstance(value, dict):  # its fields print fine
+        field = text.replace('completion: "{{ v }}"', 'completion: "{{ v.name }}"')
+        lib = {t.id: t for t in templates_from_located(load_located(field, "arith.yaml"), "arith.yaml")}
+        assert (
+            render_task(rows(q=["a"], v=[value]), TASK, [lib["arith/raw"]], "finetune", seed=1)["completion"][0] == "x"
+        )

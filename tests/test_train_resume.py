@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
+from _train_data import Interrupt as _Interrupt
 from _train_data import write_card, write_version
 
 from cardtune.train.run import last_complete_checkpoint, tune
-
-
-class _Interrupt:
-    """A TrainerCallback that stops the process (like Ctrl-C) once a checkpoint exists."""
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *a, **k: None
-
-    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if state.global_step == 2:
-            raise KeyboardInterrupt
 
 
 def test_last_complete_checkpoint_skips_torn_saves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _train_data import Interrupt as _Interrupt
 from _train_data import write_card, write_version
 
 from cardtune.curate.errors import UserInputError
@@ -67,17 +68,6 @@ def test_tune_save_reload_generate(tmp_path: Path, versions: dict[str, Path], mo
         assert (run / "model" / "adapter_config.json").is_file() and (run / "base_model" / "config.json").is_file()
         assert info["params"]["trainable"] < info["params"]["total"] / 2
     _generate(run, mode)
-
-
-class _Interrupt:
-    """A TrainerCallback that stops the process (like Ctrl-C) once a checkpoint exists."""
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *a, **k: None
-
-    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if state.global_step == 2:
-            raise KeyboardInterrupt
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from cardtune.curate.card.section import Section
 from cardtune.curate.errors import Issue, UserInputError, did_you_mean
@@ -42,7 +42,7 @@ from cardtune.curate.rows import (
     empty_rejects,
     make_rejects,
 )
-from cardtune.curate.sources.spec import Source
+from cardtune.curate.sources.spec import Source, known_format
 
 ROW_BATCH = 4_096  # rows per batch (rendered + fields): small temporaries reuse freed heap instead of page-faulting
 EXAMPLES = 3
@@ -52,13 +52,23 @@ class Benchmark(Section):
     """An evaluation set that training rows must not overlap."""
 
     name: str = Field(..., min_length=1, description="Name in reports (required).")
-    path: str | None = Field(None, description="Local JSONL/Parquet/CSV file, relative to the card. Default: none.")
+    path: str | None = Field(
+        None, description="Local data file (any source format), relative to the card. Default: none."
+    )
     hf: str | None = Field(None, description="Hub dataset id instead of `path`. Default: none.")
     config: str | None = Field(None, description="Hub configuration. Default: none.")
     split: str = Field("test", description="Hub split. Default: `test`.")
     revision: str | None = Field(None, description="Hub revision. Default: none.")
     fields: list[str] = Field(..., min_length=1, description="Fields whose text is checked (required).")
     id_field: str | None = Field(None, description="Field with the item id; default: the row index.")
+    format: str = Field(
+        "auto", description="File format, as a task source's `format`; `auto` infers it from the name. Default: `auto`."
+    )
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        return known_format(value)
 
     @model_validator(mode="after")
     def _one_of(self) -> Benchmark:
@@ -342,7 +352,14 @@ def decontaminate(df: pl.DataFrame, spec: Decontaminate, ctx: BuildContext) -> S
 
 def benchmark_source(bench: Benchmark) -> Source:
     """The reader settings of a benchmark set (read like a task source)."""
-    return Source(path=bench.path, hf=bench.hf, config=bench.config, split=bench.split, revision=bench.revision)
+    return Source(
+        path=bench.path,
+        hf=bench.hf,
+        config=bench.config,
+        split=bench.split,
+        revision=bench.revision,
+        format=bench.format,
+    )
 
 
 def _inputs(spec: Decontaminate) -> list[InputRef]:

@@ -40,11 +40,7 @@ class Source(Section):
     @field_validator("format")
     @classmethod
     def _known_format(cls, value: str) -> str:
-        formats = registry.card_formats()
-        if value not in formats:
-            hint = did_you_mean(value.lower(), formats)
-            raise ValueError(f"{value!r} is not one of {', '.join(formats)}{hint}")
-        return value
+        return known_format(value)
 
     @model_validator(mode="after")
     def _one_of(self) -> Source:
@@ -53,3 +49,12 @@ class Source(Section):
         if self.path is not None and (self.config is not None or self.revision is not None):
             raise ValueError("`config` and `revision` apply to `hf` sources only")
         return self
+
+
+def known_format(value: str) -> str:
+    """``value`` if it names a registered reader (or ``auto``); else a did-you-mean ``ValueError``."""
+    formats = registry.card_formats()
+    if value not in formats:
+        hint = did_you_mean(value.lower(), formats)
+        raise ValueError(f"{value!r} is not one of {', '.join(formats)}{hint}")
+    return value

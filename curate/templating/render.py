@@ -21,6 +21,7 @@ from typing import Any
 
 import jinja2
 import polars as pl
+from jinja2 import nodes
 
 from cardtune.curate.card.schema import Task
 from cardtune.curate.errors import Issue, UserInputError, did_you_mean
@@ -169,6 +170,18 @@ def _check_inputs(rows: pl.DataFrame, task: Task, templates: Sequence[Template])
                     f"(first row {first}; columns: {', '.join(rows.columns)}; "
                     "rename with `columns:` in the card)"
                 )
+        for part in t.parts():  # `{{ x }}` of a struct column would print a Python dict repr
+            for output in part.ast.find_all(nodes.Output):
+                for node in output.nodes:
+                    if not isinstance(node, nodes.Name):
+                        continue
+                    dtype = rows.schema.get(node.name)
+                    if isinstance(dtype, pl.Struct):
+                        issues.append(
+                            f"task {task.name!r}: template {t.id!r} ({part.name}) prints input {node.name!r} whole, "
+                            f"but it is a struct column ({dtype}): its text would be a Python dict repr; print its "
+                            f"fields (`{{{{ {node.name}.<field> }}}}`) or `| tojson`"
+                        )
     if issues:
         raise UserInputError("\n".join(sorted(set(issues))))
 

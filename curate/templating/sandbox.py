@@ -217,6 +217,8 @@ def _not_data(value: Any) -> str:
 def _finalize(context: Context, value: Any) -> Any:
     """Every ``{{ }}`` output: data only, counted against the render's budget."""
     if not isinstance(value, str):
+        if isinstance(value, (bytes, bytearray)):  # a binary column: its Python repr (b'...') is no text
+            raise NotDataError("prints bytes (a binary column) as a Python repr (b'...'); decode the column first")
         check_data(value)
         value = str(value)
     budget = context.__dict__.get(_BUDGET) or _budget(context)
