@@ -189,3 +189,16 @@ def test_a_benchmark_with_an_unknown_extension_takes_the_format_the_hint_names(t
     card.write_text(body.replace("path: b.xml,", "path: b.xml, format: jsnl,"), encoding="utf-8")
     with pytest.raises(UserInputError, match="did you mean 'jsonl'"):
         load_card(card)
+
+
+def test_validate_names_a_missing_source_and_benchmark_once_each(tmp_path: Path) -> None:
+    body = (
+        "name: t\nmode: finetune\ntasks:\n  - name: t\n    source: {path: nope.jsonl}\n"
+        "filters:\n  decontaminate:\n    benchmarks: [{name: b, path: evals/missing.jsonl, fields: [q]}]\n"
+    )
+    card = card_dir(tmp_path, body)
+    result = runner.invoke(app, ["validate", str(card)])
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 1 and len(lines) == 2, result.output
+    assert "card.yaml:5: tasks[0].source:" in lines[0] and ": :" not in result.output  # no doubled prefix
+    assert "card.yaml:8: filters.decontaminate.benchmarks[0]:" in lines[1] and "not found" in lines[1]

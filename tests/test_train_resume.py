@@ -27,7 +27,7 @@ def test_resume_after_a_kill_during_a_checkpoint_save(tmp_path: Path) -> None:
     version = write_version(tmp_path / "v", "instruction")
     card = write_card(tmp_path / "card.yaml", sft={"max_steps": 4, "save_steps": 2})
     runs = tmp_path / "runs"
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match=r"the interrupted run is kept in .*--resume` continues it"):
         tune(card, output=runs, version_dir=version, progress=False, callbacks=[_Interrupt()])
     (partial,) = runs.iterdir()
     torn = partial / "checkpoints" / "checkpoint-3"  # what kill -9 during save leaves: no trainer_state.json
