@@ -47,18 +47,12 @@ class NamedInput:
     path: Path | None  # the local file or folder, when it is one
     hub_id: str | None  # otherwise the hub id it names
 
-    @property
-    def key(self) -> str:
-        """How reports and the manifest name it (the card's spelling)."""
-        return self.value
-
 
 @dataclass(frozen=True)
 class ResolvedInputs:
     """Everything a build reads, resolved: sources per task, template files, and the filters' inputs."""
 
     card: Card
-    base_dir: Path  # the card's folder
     output_root: Path  # <output.dir>/<name>
     sources: dict[str, ResolvedSource]  # task name -> files (or pinned hub dataset) and format
     templates_dir: Path | None
@@ -124,9 +118,7 @@ def resolve_inputs(card: Card, issues: list[Issue] | None = None) -> ResolvedInp
         if issues is None:
             raise UserInputError(collected)
         issues.extend(collected)
-    return ResolvedInputs(
-        card, base, output_root, sources, templates_dir, template_files, benchmarks, tokenizers, versions
-    )
+    return ResolvedInputs(card, output_root, sources, templates_dir, template_files, benchmarks, tokenizers, versions)
 
 
 def resolve_refs(

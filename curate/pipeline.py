@@ -132,14 +132,14 @@ def build(
             )
             splits = {"eval": kept[eval_idx], "heldout": kept[heldout_idx]}
             if dry_run:  # counts only: the plan says how many rows each task gets; nothing is sampled
-                split_counts = {"train": {p.task: p.target for p in plans if p.target}}
+                train_counts = {p.task: p.target for p in plans if p.target}
                 train_tokens = {p.task: (p.estimated_tokens, p.avg_tokens) for p in plans if p.target}
             else:
                 train_idx = apply_mixture(pools, plans, card.mixture.seed)[ROW]
                 splits = {"train": kept[train_idx], **splits}
+                train_counts = _per_task(splits["train"])
                 train_tokens = _per_task_tokens(splits["train"][TASK], row_tokens[train_idx.to_numpy()])
-                split_counts = {}
-            split_counts = {**split_counts, **{name: _per_task(frame) for name, frame in splits.items()}}
+            split_counts = {"train": train_counts, **{name: _per_task(splits[name]) for name in ("eval", "heldout")}}
         with steps.step("manifest"):
             manifest = _manifest(
                 resolved, counts_source, rendered, split_counts, dropped, plans, train_tokens, reports, steps.timings
@@ -194,8 +194,7 @@ def _filter(
         rejects.append(result.rejects)
         if result.report:
             reports[flt.name] = result.report
-        per_task = result.rejects.group_by(TASK).len().sort(TASK)
-        dropped[flt.name] = dict(zip(per_task[TASK].to_list(), per_task["len"].to_list(), strict=True))
+        dropped[flt.name] = _per_task(result.rejects)
         rows = result.kept
     return rows, pl.concat(rejects, how="vertical"), reports, dropped
 

@@ -95,9 +95,7 @@ def filter_context(
     benchmarks, tokenizers, versions = resolve_refs(card, refs, Path(output_dir), issues)
     if issues:
         raise UserInputError(issues)
-    inputs = ResolvedInputs(
-        card, card.base_dir, Path(output_dir) / card.name, {}, None, {}, benchmarks, tokenizers, versions
-    )
+    inputs = ResolvedInputs(card, Path(output_dir) / card.name, {}, None, {}, benchmarks, tokenizers, versions)
     return BuildContext(inputs, boilerplate or {})
 
 

@@ -72,17 +72,24 @@ def source_fingerprint(resolved: ResolvedSource, hub: str | None = None) -> str:
     """A content hash of a source: sha256 of every file's bytes, or ``hf:<id>:...@<commit>`` for the hub."""
     if resolved.kind == "hf":
         return f"hf:{hub or resolved.label}@{resolved.revision}"
-    files = sorted(p for p in resolved.files[0].rglob("*") if p.is_file()) if resolved.kind == "hf_disk" else []
-    return files_fingerprint(files or list(resolved.files))
+    return files_fingerprint(source_files(resolved))
+
+
+def local_files(path: Path) -> list[Path]:
+    """A file, or every file under a folder (sorted): what hashing and the change check read."""
+    return [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def source_files(resolved: ResolvedSource) -> list[Path]:
+    """The files of a resolved source: its files, or everything in a ``save_to_disk`` folder."""
+    return local_files(resolved.files[0]) if resolved.kind == "hf_disk" else list(resolved.files)
 
 
 def named_fingerprint(named: NamedInput) -> str:
     """A tokenizer (or model) reference: its file or folder by content, a hub id by name."""
     if named.path is None:
         return f"name:{named.hub_id}"
-    if named.path.is_file():
-        return files_fingerprint([named.path])
-    return files_fingerprint(sorted(p for p in named.path.rglob("*") if p.is_file()))
+    return files_fingerprint(local_files(named.path))
 
 
 def input_hashes(inputs: ResolvedInputs) -> tuple[dict[str, str], dict[str, str]]:
@@ -110,13 +117,10 @@ def input_files(inputs: ResolvedInputs) -> list[Path]:
     """Every local file a build reads: sources, benchmarks, tokenizers, earlier versions' manifests."""
     found: list[Path] = []
     for resolved in [*inputs.sources.values(), *inputs.benchmarks.values()]:
-        if resolved.kind == "hf_disk":
-            found.extend(p for p in resolved.files[0].rglob("*") if p.is_file())
-        else:
-            found.extend(resolved.files)
+        found.extend(source_files(resolved))
     for named in inputs.tokenizers.values():
         if named.path is not None:
-            found.extend([named.path] if named.path.is_file() else [p for p in named.path.rglob("*") if p.is_file()])
+            found.extend(local_files(named.path))
     found.extend(path / "manifest.json" for path in inputs.versions.values())
     return found
 
