@@ -17,7 +17,9 @@ must return which documents it drops:
   ``MinHashLSH(threshold=0.8)`` derives, 9 × 13): insert, query, verify the estimate ``jaccard >= t``,
   union-find, keep first (the time of each includes the MinHash step);
 * rensa (if installed) — ``RMinHashDeduplicator(threshold, 128, use_lsh=True, num_bands=16 | 32).add_pairs``
-  (its bulk streaming API: candidate retrieval and verification in Rust).
+  (its bulk streaming API: candidate retrieval and verification in Rust);
+* datatrove (``--datatrove``; benchmark-only: ``.venv/bin/pip install 'datatrove[processing]' spacy``) — its four
+  MinHash stages, 16 × 8, on 2 tasks (see ``datatrove_dedup.py``; no verification: a shared band is a merge).
 
 Each planted pair counts as merged when at least one side was dropped (every original has at most one copy, so
 nothing else can explain a drop). Per bucket of true J the table shows the share merged: recall at J ≥ the
@@ -27,6 +29,7 @@ J ≥ threshold; "clean" = clean documents dropped (must be 0).
     python benchmarks/bench_dedup.py                # 100k documents (a few minutes on 2 cores: datasketch)
     python benchmarks/bench_dedup.py --quick        # 5k documents, smoke run
     python benchmarks/bench_dedup.py --n 1000000 --ours-only   # scale/memory check: cardtune only
+    python benchmarks/bench_dedup.py --n 20000 --datatrove     # with datatrove (about 100 docs/s on 2 cores)
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import datatrove_dedup
 import numpy as np
 import numpy.typing as npt
 import polars as pl
@@ -303,6 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--ours-only", action="store_true", help="run only cardtune (peers take too long at 1M) and report peak RSS"
     )
+    ap.add_argument("--datatrove", action="store_true", help="also run datatrove's MinHash dedup (slow; see above)")
     args = ap.parse_args(argv)
     n = 5_000 if args.quick else args.n
     t0 = time.perf_counter()
@@ -346,6 +351,14 @@ def main(argv: list[str] | None = None) -> None:
             b, r = params or ds_default
             suffix = " (threshold)" if params is None else ""
             rows.append((f"datasketch {b}x{r}{suffix}", score(dropped, corpus), dt, mem.mib))
+        absent = datatrove_dedup.missing() if args.datatrove else ["--datatrove not given"]
+        if absent:
+            print(f"datatrove: skipped ({', '.join(absent)}; install: {datatrove_dedup.INSTALL}, run with --datatrove)")
+        else:
+            trove = datatrove_dedup.run_datatrove(texts, tasks=2)  # peak MiB: nan (the work is in worker processes)
+            rows.append(("datatrove 16x8 (2 tasks)", score(trove.dropped, corpus), trove.seconds, float("nan")))
+            stages = ", ".join(f"{k} {v:.1f} s" for k, v in trove.stages.items())
+            print(f"datatrove stages: {stages}; normalize + spaCy tokenize = {trove.tokenize_share:.0%} of stage 1")
 
     width = max(len(r[0]) for r in rows)
     print(f"\nshare of planted pairs merged per true-J bucket (recall at J ≥ {THRESHOLD}, false merges below):")
@@ -393,6 +406,16 @@ def main(argv: list[str] | None = None) -> None:
         if "rensa 16x8" in by:
             rs_dt = by["rensa 16x8"][1]
             print(f"RATIO near-dedup exact vs rensa 16x8: {rs_dt / exact_dt:.2f}x (target >= 1.5x)")
+        if "datatrove 16x8 (2 tasks)" in by:
+            trove, trove_dt = by["datatrove 16x8 (2 tasks)"]
+            for label in (f"cardtune exact {e[0]}x{e[1]}", "cardtune exact 16x8"):
+                ours, ours_dt = by[label]
+                print(
+                    f"RATIO near-dedup {label.removeprefix('cardtune ')} vs datatrove 16x8 (2 tasks): "
+                    f"{trove_dt / ours_dt:.1f}x docs/s (target >= 10x); recall {ours.recall:.4f} vs "
+                    f"{trove.recall:.4f} (target >=); merged at J < {THRESHOLD - 0.05:.2f} {ours.false_merges:.4f} "
+                    f"vs {trove.false_merges:.4f} (target <)"
+                )
 
     df = _frame(texts, [t[:40] for t in texts])
     t0 = time.perf_counter()

@@ -35,12 +35,17 @@ def load_card(path: str | _Path) -> Card:
 
 
 def build(
-    card: Card | str | _Path, *, force: bool = False, dry_run: bool = False, progress: bool = False
+    card: Card | str | _Path,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    progress: bool = False,
+    workers: int | None = None,
 ) -> BuildResult:
     """Build (or reuse) the dataset version a card describes; see ``cardtune.curate.pipeline.build``."""
     from cardtune.curate.pipeline import build as _build
 
-    return _build(card, force=force, dry_run=dry_run, progress=progress)
+    return _build(card, force=force, dry_run=dry_run, progress=progress, workers=workers)
 
 
 def load(version_dir: str | _Path) -> Any:

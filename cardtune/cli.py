@@ -122,6 +122,27 @@ def schema(
         console.print(f"wrote {esc(output)}")
 
 
+@app.command()
+def studio(
+    card: Annotated[Path | None, typer.Argument(help="The card to open (default: pick one in the browser).")] = None,
+    port: Annotated[int, typer.Option("--port", "-p", help="Port (0: any free port).")] = 8765,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (keep 127.0.0.1 unless you mean it).")] = (
+        "127.0.0.1"
+    ),
+    runs: Annotated[Path, typer.Option("--runs", help="Where `cardtune tune` wrote runs.")] = Path("runs"),
+) -> None:
+    """A local web workbench: edit templates with live previews, shape the mixture, build, read versions and runs."""
+    from cardtune.studio import missing
+
+    if missing():
+        raise fail(f"cardtune studio needs {', '.join(missing())}: pip install 'cardtune[studio]'")
+    if card is not None and not card.is_file():
+        raise fail(f"{card}: no such card file")
+    from cardtune.studio.server import serve
+
+    serve(card, host, port, runs, say=lambda line: console.print(line, markup=False))
+
+
 def _register() -> None:
     """Attach the commands of each area; each module imports its heavy dependencies inside its commands."""
     from cardtune import cli_data, cli_templates, cli_train

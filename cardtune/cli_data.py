@@ -20,15 +20,61 @@ def build(
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if this version already exists.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Local worker processes (default: all cores for sources of 64 MiB or more, else one). "
+            "Never changes the output.",
+            show_default=False,
+        ),
+    ] = None,
+    partition_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--partition-rows",
+            min=1,
+            help="Rows per partition (default 50,000): bounds each worker's memory. Never changes the output.",
+            show_default=False,
+        ),
+    ] = None,
+    executor: Annotated[
+        str, typer.Option("--executor", help="Where the passes run: `local` or `ray` (needs cardtune[ray]).")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address", help="Ray cluster address (`--executor ray`); default: start a local one.", show_default=False
+        ),
+    ] = None,
 ) -> None:
-    """Build the dataset version a card describes (content-addressed; a cache hit when nothing changed)."""
+    """Build the dataset version a card describes (content-addressed; a cache hit when nothing changed).
+
+    Every executor and worker count gives the same version id and the same bytes.
+    """
     from cardtune.curate.card.load import load_card
+    from cardtune.curate.execute.executors import make_executor
     from cardtune.curate.pipeline import build as build_version
     from cardtune.curate.reporting.tables import counts_table, plan_table
 
     with user_errors():
-        # build() resolves templates and checks source columns itself (the same checks as `cardtune validate`)
-        result = build_version(load_card(card), force=force, dry_run=dry_run, progress=not quiet)
+        loaded = load_card(card)
+        runner = make_executor(executor, workers, address) if executor != "local" or address is not None else None
+        try:
+            # build() resolves templates and checks source columns itself (the same checks as `cardtune validate`)
+            result = build_version(
+                loaded,
+                force=force,
+                dry_run=dry_run,
+                progress=not quiet,
+                workers=workers,
+                executor=runner,
+                partition_rows=partition_rows,
+            )
+        finally:
+            if runner is not None:
+                runner.close()
     manifest = result.manifest
     if result.cached:
         console.print(

@@ -179,15 +179,18 @@ def resolve_train_inputs(card: Card) -> TrainInputs:
             model = resolve_named(card, train.model, ("train", "model"), "model")
         except UserInputError as exc:
             issues.extend(exc.issues)
-    template: str | Path | None = train.chat_template
-    if train.chat_template is not None and train.chat_template not in BUILTIN_TEMPLATES:
-        path = card_path(train.chat_template, card.base_dir)
-        loc = ("train", "chat_template")
+    name = train.chat_template.path if train.chat_template is not None else None
+    template: str | Path | None = name
+    if name is not None and name not in BUILTIN_TEMPLATES:
+        path = card_path(name, card.base_dir)
+        loc: tuple[str, ...] = ("train", "chat_template")
+        if train.chat_template is not None and (
+            train.chat_template.end_of_turn or train.chat_template.add_special_tokens
+        ):
+            loc = (*loc, "path")  # written as a mapping
         if path.suffix not in (".jinja", ".j2"):
             builtins = ", ".join(BUILTIN_TEMPLATES)
-            issues.append(
-                card.issue(loc, f"{train.chat_template!r} is neither a built-in ({builtins}) nor a .jinja file")
-            )
+            issues.append(card.issue(loc, f"{name!r} is neither a built-in ({builtins}) nor a .jinja file"))
         elif not path.is_file():
             issues.append(card.issue(loc, f"{path}: file not found (paths are relative to the card's folder)"))
         template = path

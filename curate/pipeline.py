@@ -1,15 +1,19 @@
 """``build(card)``: the straight-line recipe from a card to a dataset version (torchtune's recipe style).
 
-resolve inputs (``cardtune.curate.inputs``) → load + render each task → the registered filters in order
-(``cardtune.curate.filters.FILTERS``) → split (held-out tasks whole; seeded per-task eval split) → mix the
-train pools → write the version atomically (manifest last).
+resolve inputs (``cardtune.curate.inputs``) → read, render and filter the tasks' rows in partitions (the
+registered filters in order, ``cardtune.curate.filters.FILTERS``; passes mapped by an executor, global filters
+decided on key columns: ``cardtune.curate.execute``) → split (held-out tasks whole; seeded per-task eval split)
+→ mix the train pools → stream the splits out of the spill and publish the version atomically (manifest last).
 The eval split is taken from the unique filtered rows *before* mixing, so upsampled copies of a row can never
 land in both train and eval. Every step is visible here; there is no control flow hidden in base classes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,13 +28,17 @@ from cardtune.curate import filters
 from cardtune.curate.card.load import load_card
 from cardtune.curate.card.schema import Card
 from cardtune.curate.errors import UserInputError
-from cardtune.curate.filters.base import BuildContext
+from cardtune.curate.execute import spill
+from cardtune.curate.execute.engine import Outcome, run_passes, source_rows
+from cardtune.curate.execute.executors import Executor, make_executor
+from cardtune.curate.execute.parts import PARTITION_ROWS
+from cardtune.curate.execute.stages import Job
+from cardtune.curate.execute.writer import RowGroupWriter, write_split
 from cardtune.curate.inputs import NamedInput, ResolvedInputs, resolve_inputs
 from cardtune.curate.mixing.mixture import TaskPlan, apply_mixture, plan_mixture
 from cardtune.curate.mixing.split import ROW, split_eval
-from cardtune.curate.progress import Steps
-from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, SOURCE_REF, TASK, empty_rejects
-from cardtune.curate.sources.read import load_source
+from cardtune.curate.progress import StepObserver, Steps
+from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, REJECT_SCHEMA, SOURCE_REF, TASK
 from cardtune.curate.store import versions as store
 from cardtune.curate.store.datacard import render_readme
 from cardtune.curate.store.fingerprint import (
@@ -55,6 +63,7 @@ from cardtune.curate.store.manifest import (
     Tokens,
 )
 from cardtune.curate.store.manifest import timings as manifest_timings
+from cardtune.curate.store.versions import UNSEEN_SPLIT
 from cardtune.curate.tokens import count_tokens
 
 
@@ -81,6 +90,7 @@ class Resolved:
     fingerprint: dict[str, Any]  # what the version id hashes (stored in the manifest as `inputs`)
     version_id: str
     files: Snapshot  # size + mtime of every input file before it was hashed; re-checked after reading
+    unseen: dict[str, list[Any]] = field(default_factory=dict)  # task -> eval-only templates (templating/unseen.py)
 
     @property
     def version_dir(self) -> Path:
@@ -89,21 +99,36 @@ class Resolved:
 
 def resolve(card: Card) -> Resolved:
     """Resolve every input once, resolve templates, hash the inputs; compute the version id. Reads no rows."""
-    from cardtune.curate.templating.library import resolve_card_templates, template_bytes
+    from cardtune.curate.templating.library import template_bytes
+    from cardtune.curate.templating.unseen import card_templates
 
     inputs = resolve_inputs(card)
     files = snapshot(input_files(inputs))  # before hashing: a later edit is caught by check_unchanged
-    templates = resolve_card_templates(card, inputs)
-    template_hashes = {t.id: sha256_bytes(template_bytes(t)) for ts in templates.values() for t in ts}
+    templates, unseen = card_templates(card, inputs)
+    used = [t for ts in (*templates.values(), *unseen.values()) for t in ts]
+    template_hashes = {t.id: sha256_bytes(template_bytes(t)) for t in used}
     source_hashes, other_hashes = input_hashes(inputs)
     fingerprint = version_inputs(card.data_sections(), template_hashes, source_hashes, other_hashes)
-    return Resolved(card, inputs, templates, fingerprint, version_id(fingerprint), files)
+    return Resolved(card, inputs, templates, fingerprint, version_id(fingerprint), files, unseen)
 
 
 def build(
-    card: Card | str | Path, *, force: bool = False, dry_run: bool = False, progress: bool = False
+    card: Card | str | Path,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    progress: bool = False,
+    observer: StepObserver | None = None,
+    workers: int | None = None,
+    executor: Executor | None = None,
+    partition_rows: int | None = None,
 ) -> BuildResult:
-    """Build (or reuse) the version a card describes. ``dry_run`` computes the plan and writes nothing."""
+    """Build (or reuse) the version a card describes. ``dry_run`` computes the plan and writes nothing.
+
+    ``progress`` shows rich bars on stderr; ``observer`` is told each step's progress (see ``progress.Steps``).
+    The passes run on ``executor`` (default: local with ``workers`` processes; unset: all cores for large
+    sources) over partitions of about ``partition_rows`` rows; neither changes a byte of the version.
+    """
     if not isinstance(card, Card):
         card = load_card(card)
     started = time.perf_counter()
@@ -115,42 +140,88 @@ def build(
         except UserInputError:
             pass  # written by another cardtune (an unknown manifest format): rebuilt and replaced below
 
-    with Steps(show=progress) as steps:
+    with contextlib.ExitStack() as stack:
+        steps = stack.enter_context(Steps(show=progress, observer=observer))
         steps.timings["resolve + fingerprint"] = round(time.perf_counter() - started, 4)
-        rendered, counts_source = _load_and_render(resolved, steps)
-        kept, rejects, reports, dropped = _filter(card, resolved, rendered, steps)
+        runner = executor if executor is not None else make_executor("local", _workers(workers, resolved))
+        if executor is None:
+            stack.callback(runner.close)
+        if dry_run:  # the spill of a dry run goes to a temporary folder; nothing is written beside the versions
+            spill_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cardtune-spill-")))
+        else:
+            tmp = stack.enter_context(store.staging_dir(final.parent, resolved.version_id))
+            spill_dir = (tmp / SPILL).resolve()
+            spill_dir.mkdir()
+        job = Job(resolved.version_id, card, resolved.inputs, spill_dir, _boilerplate(resolved))
+        out = run_passes(job, resolved.templates, runner, steps, partition_rows or PARTITION_ROWS)
         check_unchanged(resolved.files)  # every input has been read: it must still be what was hashed
         with steps.step("split + mix", total=len(card.tasks)):
-            # Split and mix a light (row index, task, source_ref) frame; gather the heavy rows once per split.
-            light = kept.select(TASK, SOURCE_REF).with_row_index(ROW)
+            # Split and mix a light (row, task, source_ref) frame of the surviving rows; rows stay in the spill.
+            rows = np.flatnonzero(out.final).astype(np.int64)
+            light = pl.DataFrame(
+                {
+                    ROW: rows,
+                    TASK: out.tasks.filter(pl.Series(out.final)).cast(pl.String),
+                    SOURCE_REF: out.refs.filter(pl.Series(out.final)),
+                }
+            )
+            row_tokens = np.zeros(len(out.final), dtype=np.int64)
+            row_tokens[rows] = out.tokens
             heldout_idx, eval_idx, pools = split_eval(light, card)
-            row_tokens = _row_tokens(kept, _mixture_tokenizer(resolved.inputs))  # counted once, gathered for train
-            avg_tokens = {t: mean for t, (_, mean) in _per_task_tokens(light[TASK], row_tokens).items()}
+            avg_tokens = {t: mean for t, (_, mean) in _per_task_tokens(light[TASK], out.tokens).items()}
             sizes = {n: f.height for n, f in pools.items()}
             plans = plan_mixture(
                 card.tasks, sizes, {t.name: avg_tokens.get(t.name, 0.0) for t in card.tasks}, card.mixture
             )
-            splits = {"eval": kept[eval_idx], "heldout": kept[heldout_idx]}
+            orders = {"eval": eval_idx.to_numpy(), "heldout": heldout_idx.to_numpy()}
+            split_counts = {name: _per_task_of(out, order) for name, order in orders.items()}
+            unseen = (
+                _render_unseen(job, out, light.filter(pl.col(ROW).is_in(orders["eval"])), resolved.unseen)
+                if resolved.unseen
+                else None
+            )
+            if unseen is not None:  # every eval row once more per unseen template (seen task, unseen phrasing)
+                split_counts[UNSEEN_SPLIT] = _per_task(unseen)
             if dry_run:  # counts only: the plan says how many rows each task gets; nothing is sampled
                 train_counts = {p.task: p.target for p in plans if p.target}
                 train_tokens = {p.task: (p.estimated_tokens, p.avg_tokens) for p in plans if p.target}
             else:
-                train_idx = apply_mixture(pools, plans, card.mixture.seed)[ROW]
-                splits = {"train": kept[train_idx], **splits}
-                train_counts = _per_task(splits["train"])
-                train_tokens = _per_task_tokens(splits["train"][TASK], row_tokens[train_idx.to_numpy()])
-            split_counts = {"train": train_counts, **{name: _per_task(splits[name]) for name in ("eval", "heldout")}}
+                orders = {"train": apply_mixture(pools, plans, card.mixture.seed)[ROW].to_numpy(), **orders}
+                train_counts = _per_task_of(out, orders["train"])
+                train_tokens = _per_task_tokens(
+                    out.tasks.gather(orders["train"]).cast(pl.String), row_tokens[orders["train"]]
+                )
+            split_counts = {"train": train_counts, **split_counts}
         with steps.step("manifest"):
             manifest = _manifest(
-                resolved, counts_source, rendered, split_counts, dropped, plans, train_tokens, reports, steps.timings
+                resolved,
+                out.source_counts,
+                out.rendered,
+                split_counts,
+                out.dropped,
+                plans,
+                train_tokens,
+                out.reports,
+                steps.timings,
             )
         if dry_run:
             return BuildResult(resolved.version_id, final, False, manifest, plans, dry_run=True)
-        with steps.step("write", total=4), store.staging_dir(final.parent, resolved.version_id) as tmp:
+        with steps.step("write", total=len(orders) + 2) as advance:
             write_start = time.perf_counter()
-            for name, frame in splits.items():
-                store.write_parquet(store.public_frame(frame), tmp / f"{name}.parquet")
-            store.write_parquet(rejects, tmp / "rejects.parquet")
+            load = out.load(spill_dir)
+            for name, order in orders.items():
+                write_split(
+                    tmp / f"{name}.parquet", order, out.offsets, load, out.schema, spill_dir / f"shuffle-{name}"
+                )
+                advance(1)
+            if unseen is not None:
+                store.write_parquet(store.public_frame(unseen), tmp / f"{UNSEEN_SPLIT}.parquet")
+            rejects = RowGroupWriter(tmp / "rejects.parquet", dict(REJECT_SCHEMA))
+            for file in out.rejects:
+                rejects.add(spill.read(file))
+            rejects.close()
+            advance(1)
+            shutil.rmtree(spill_dir)
             (tmp / "README.md").write_text(render_readme(card, resolved.version_id, manifest), encoding="utf-8")
             files = {p.name: sha256_bytes(p.read_bytes()) for p in sorted(tmp.iterdir())}
             # the write step is still open: record its time so far (everything but the manifest itself)
@@ -161,42 +232,52 @@ def build(
             written = {p.name for p in tmp.iterdir()} | {store.MANIFEST}
             removed = tuple(sorted({p.name for p in final.iterdir()} - written)) if final.is_dir() else ()
             store.publish(tmp, final, manifest)
+            advance(1)
     return BuildResult(resolved.version_id, final, False, manifest, plans, removed=removed)
 
 
-def _load_and_render(resolved: Resolved, steps: Steps) -> tuple[pl.DataFrame, dict[str, int]]:
+PARALLEL_BYTES = 64 << 20  # with `workers` unset, smaller sources build in this process (workers cost seconds)
+
+
+def _workers(workers: int | None, resolved: Resolved) -> int | None:
+    """``workers`` as given; unset: every core for sources of ``PARALLEL_BYTES`` or more, else this process."""
+    if workers is not None:
+        return workers
+    size = sum(f.stat().st_size for src in resolved.inputs.sources.values() for f in src.files if f.is_file())
+    return None if size >= PARALLEL_BYTES else 1
+
+
+SPILL = ".spill"  # the spill folder inside the staging directory (gone before the version is published)
+
+
+def _boilerplate(resolved: Resolved) -> dict[str, str]:
+    return {t.id: t.literal_text() for ts in resolved.templates.values() for t in ts}
+
+
+def _per_task_of(out: Outcome, order: np.ndarray) -> dict[str, int]:
+    """Rows per task among the spilled rows ``order``."""
+    if len(order) == 0:
+        return {}
+    return _per_task(pl.DataFrame({TASK: out.tasks.gather(order).cast(pl.String)}))
+
+
+def _render_unseen(job: Job, out: Outcome, evals: pl.DataFrame, unseen: dict[str, list[Any]]) -> pl.DataFrame:
+    """The eval rows of each task with unseen templates, rendered once with each of them (source order).
+
+    Their source rows passed the filters as eval rows already, so the filters do not run again. The source rows
+    of those eval rows are read back from the spill, partition by partition.
+    """
     from cardtune.curate.templating.render import render_task
 
-    card = resolved.card
+    card = job.card
     frames: list[pl.DataFrame] = []
-    counts: dict[str, int] = {}
-    with steps.step("load + render", total=len(card.tasks)) as advance:
-        for task in card.tasks:
-            raw = load_source(resolved.inputs.sources[task.name], task)
-            counts[task.name] = raw.height
-            frames.append(render_task(raw, task, resolved.templates[task.name], card.mode, card.mixture.seed))
-            advance(1)
-    return pl.concat(frames, how="vertical_relaxed"), counts
-
-
-def _filter(
-    card: Card, resolved: Resolved, rows: pl.DataFrame, steps: Steps
-) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any], dict[str, dict[str, int]]]:
-    """Run the card's filters in registry order; collect rejects, reports and per-task drop counts."""
-    boilerplate = {t.id: t.literal_text() for ts in resolved.templates.values() for t in ts}
-    ctx = BuildContext(resolved.inputs, boilerplate)
-    rejects: list[pl.DataFrame] = [empty_rejects()]
-    reports: dict[str, Any] = {}
-    dropped: dict[str, dict[str, int]] = {}
-    for flt, spec in filters.enabled(card.filters):
-        with steps.step(flt.title):
-            result = flt.run(rows, spec, ctx)
-        rejects.append(result.rejects)
-        if result.report:
-            reports[flt.name] = result.report
-        dropped[flt.name] = _per_task(result.rejects)
-        rows = result.kept
-    return rows, pl.concat(rejects, how="vertical"), reports, dropped
+    for task in card.tasks:
+        if task.name not in unseen:
+            continue
+        refs = evals.filter(pl.col(TASK) == task.name)[SOURCE_REF]
+        raw = source_rows(job, out, task, refs)
+        frames.extend(render_task(raw, task, [t], card.mode, card.mixture.seed) for t in unseen[task.name])
+    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
 
 
 def _mixture_tokenizer(inputs: ResolvedInputs) -> NamedInput | None:
@@ -230,7 +311,7 @@ def _per_task(frame: pl.DataFrame) -> dict[str, int]:
 def _manifest(
     resolved: Resolved,
     counts_source: dict[str, int],
-    rendered: pl.DataFrame,
+    rendered: dict[str, int],
     split_counts: dict[str, dict[str, int]],
     dropped: dict[str, dict[str, int]],
     plans: Sequence[TaskPlan],
@@ -249,15 +330,25 @@ def _manifest(
         card_path=str(card.path) if card.path else None,
         inputs=Inputs.model_validate(resolved.fingerprint),
         tasks=tuple(
-            TaskEntry(name=t.name, held_out=t.held_out, templates=tuple(x.id for x in resolved.templates[t.name]))
+            TaskEntry(
+                name=t.name,
+                held_out=t.held_out,
+                templates=tuple(x.id for x in resolved.templates[t.name]),
+                unseen_templates=tuple(x.id for x in resolved.unseen.get(t.name, ())),
+            )
             for t in card.tasks
         ),
         counts=Counts(
             source=counts_source,
-            rendered=_per_task(rendered),
+            rendered={k: v for k, v in sorted(rendered.items()) if v},
             # in the registry's order (the order they ran): a list, so the sorted keys on disk cannot lose it
             filters=tuple(FilterDrops(name=n, dropped=dropped[n]) for n in filters.names() if n in dropped),
-            splits=Splits(train=split_counts["train"], eval=split_counts["eval"], heldout=split_counts["heldout"]),
+            splits=Splits(
+                train=split_counts["train"],
+                eval=split_counts["eval"],
+                heldout=split_counts["heldout"],
+                eval_unseen_templates=split_counts.get(UNSEEN_SPLIT),
+            ),
         ),
         tokens=Tokens(unit=card.mixture.tokenizer or "words", train={k: v[0] for k, v in train_tokens.items()}),
         mixture=MixturePlan(strategy=card.mixture.strategy, plan=tuple(PlanEntry.of(p) for p in plans)),

@@ -101,6 +101,10 @@ def filter_context(
 
 def run_filter(name: str, rows: pl.DataFrame, spec: Section, base_dir: str | Path = ".", **kwargs: Any) -> Any:
     """Run the registered filter ``name`` on ``rows`` with ``spec`` (a ``StepResult``), as the pipeline would."""
+    from dataclasses import replace
+
     from cardtune.curate import filters
 
-    return filters.by_name(name).run(rows, spec, filter_context(base_dir, spec, **kwargs))
+    flt = filters.by_name(name)
+    result = flt.run(rows, spec, filter_context(base_dir, spec, **kwargs))
+    return replace(result, report=flt.merge([result.report])) if flt.locality == "row" else result

@@ -268,14 +268,21 @@ def test_benchmark_and_tokenizer_contents_are_part_of_the_id(tmp_path: Path) -> 
 @pytest.mark.parametrize("mode", ["instruction", "finetune"])
 def test_stored_rows_flatten_to_the_text_the_filters_saw(tmp_path: Path, mode: str) -> None:
     from cardtune.curate.card.load import load_card
-    from cardtune.curate.pipeline import _load_and_render, resolve
-    from cardtune.curate.progress import Steps
+    from cardtune.curate.pipeline import resolve
     from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, with_flat_text
+    from cardtune.curate.sources.read import load_source
     from cardtune.curate.store.versions import public_frame
+    from cardtune.curate.templating.render import render_task
 
     resolved = resolve(load_card(make_project(tmp_path, mode=mode)))
-    with Steps() as steps:
-        rendered, _ = _load_and_render(resolved, steps)
+    card = resolved.card
+    rendered = pl.concat(
+        [
+            render_task(load_source(resolved.inputs.sources[t.name], t), t, resolved.templates[t.name], mode, 0)
+            for t in card.tasks
+        ],
+        how="vertical_relaxed",
+    )
     again = with_flat_text(public_frame(rendered))
     assert again[PROMPT_TEXT].to_list() == rendered[PROMPT_TEXT].to_list()
     assert again[COMPLETION_TEXT].to_list() == rendered[COMPLETION_TEXT].to_list()

@@ -45,7 +45,7 @@ def test_a_built_manifest_round_trips(tmp_path: Path) -> None:
     assert list(raw) == sorted(raw) and "filter_order" not in raw["counts"]
     # pipeline order survives the sorted keys: filters and timings are ordered lists on disk
     assert [f["name"] for f in raw["counts"]["filters"]] == ["quality", "exact_dedup"]
-    assert [t["step"] for t in raw["timings"]][:2] == ["resolve + fingerprint", "load + render"]
+    assert [t["step"] for t in raw["timings"]][:3] == ["resolve + fingerprint", "read", "render + filter"]
     assert set(on_disk.files) == {"train.parquet", "eval.parquet", "heldout.parquet", "rejects.parquet", "README.md"}
 
 

@@ -197,18 +197,18 @@ def test_a_full_disk_during_the_write_leaves_nothing(tmp_path: Path, monkeypatch
     from typer.testing import CliRunner
 
     from cardtune.cli import app
-    from cardtune.curate.store import versions
+    from cardtune.curate import pipeline
 
     card = project(tmp_path, 50)
     monkeypatch.chdir(tmp_path)
-    real = versions.write_parquet
+    real = pipeline.write_split
 
-    def full(frame: object, path: Path) -> None:
-        if path.name == "eval.parquet":
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        real(frame, path)  # type: ignore[arg-type]
+    def full(file: Path, *args: object) -> None:
+        if file.name == "eval.parquet":
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        real(file, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(versions, "write_parquet", full)
+    monkeypatch.setattr(pipeline, "write_split", full)
     result = CliRunner().invoke(app, ["build", str(card), "--quiet"])
     assert result.exit_code == 1 and "No space left on device" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()  # not even an empty out/crash/ folder

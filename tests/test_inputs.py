@@ -111,23 +111,23 @@ def test_validate_reports_every_unresolvable_input_at_once(tmp_path: Path) -> No
 
 def test_a_source_edited_during_the_build_is_never_published(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The fingerprint/read race: the id is computed from the bytes hashed; rows read later must be those bytes."""
-    from cardtune.curate import pipeline
+    from cardtune.curate.execute import stages
 
     card = project(tmp_path)
     monkeypatch.chdir(tmp_path)
     source = tmp_path / "proj" / "data" / "qa.jsonl"
     original = source.read_text(encoding="utf-8")
-    real = pipeline.load_source
+    real = stages.read_part
 
-    def edit_then_read(resolved, task):  # type: ignore[no-untyped-def]
+    def edit_then_read(part, task, resolved):  # type: ignore[no-untyped-def]
         source.write_text(original.replace("say 3 words", "say 3 other words"), encoding="utf-8")
-        return real(resolved, task)
+        return real(part, task, resolved)
 
-    monkeypatch.setattr(pipeline, "load_source", edit_then_read)
+    monkeypatch.setattr(stages, "read_part", edit_then_read)
     with pytest.raises(UserInputError, match="changed while the build was reading it"):
         build(card)
     assert not any((tmp_path / "out").rglob("manifest.json"))  # nothing published under the old content's id
-    monkeypatch.setattr(pipeline, "load_source", real)
+    monkeypatch.setattr(stages, "read_part", real)
     source.write_text(original, encoding="utf-8")
     result = build(card)
     assert not result.cached

@@ -63,8 +63,9 @@ def test_defaults_per_mode_and_method(tmp_path: Path, mode: str, method: str, lr
     # CPU: fp32, no checkpointing, no packing (TRL 1.16 defaults bf16 and checkpointing on)
     assert kw["bf16"] is False and kw["activation_checkpointing"] is False and kw["packing"] is False
     assert kw["seed"] == card.train.seed and kw["report_to"] == "none"
+    assert kw["use_cpu"] is True  # torchrun-started CPU processes join one gloo group only with it
     gpu = cfg.sft_kwargs(card, on_gpu=True)
-    assert gpu["bf16"] is True
+    assert gpu["bf16"] is True and "use_cpu" not in gpu
 
 
 def test_card_overrides_defaults_and_cli_overrides_card(tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ def load_run(run_dir: str | Path, *, merged: bool = False) -> models.Loaded:
         from peft import PeftModel
 
         base = _base_model(run_dir, info)
+        models.fit_embeddings(base, len(tokenizer))  # end-of-turn tokens the run added (train.chat_template)
         model = PeftModel.from_pretrained(base, model_dir)
         if merged:
             if info.method != "lora":
@@ -66,6 +67,20 @@ def load_run(run_dir: str | Path, *, merged: bool = False) -> models.Loaded:
                 )
             model = model.merge_and_unload()
     loaded = models.Loaded(model, tokenizer, str(run_dir), is_default=False)
+    models.add_stop_tokens(_generation_owner(model), list(info.stop_token_ids))
+    model.eval()
+    return loaded
+
+
+def load_start(run_dir: str | Path) -> models.Loaded:
+    """The model a run started from, before its first step: its base run (merged), the embedded base it saved,
+    or ``train.model`` loaded again with the run's seed (the embedded default model is initialized the same way)."""
+    from transformers import AutoTokenizer
+
+    run_dir = Path(run_dir)
+    info = read_run(run_dir)
+    model = _base_model(run_dir, info)
+    loaded = models.Loaded(model, AutoTokenizer.from_pretrained(run_dir / "model"), str(run_dir), is_default=False)
     models.add_stop_tokens(_generation_owner(model), list(info.stop_token_ids))
     model.eval()
     return loaded

@@ -1,9 +1,11 @@
 """``cardtune compare RUN...``: runs side by side, per task and aggregated, with what each run cost.
 
 One column per run; a row per task (its main metric: multiple-choice accuracy where the task has answer choices,
-else exact match and ROUGE-L), the seen / held-out macro averages, then method, trainable parameters, tokens
-trained and wall time, so a user sees on their own data what instruction tuning and fine-tuning each buy. Reads
-``run.json`` and ``eval.json``; a run without ``eval.json`` is an error that says to run ``cardtune eval``.
+else exact match and ROUGE-L), the same task on templates it never trained on, the spread of its per-template
+score (min–max and standard deviation: robustness to phrasing), the seen / unseen-template / held-out macro
+averages, then method, trainable parameters, tokens trained and wall time, so a user sees on their own data what
+instruction tuning and fine-tuning each buy. Reads ``run.json`` and ``eval.json``; a run without ``eval.json`` is
+an error that says to run ``cardtune eval``.
 """
 
 from __future__ import annotations
@@ -61,6 +63,15 @@ def _count(n: Any) -> str:
     return str(int(n))
 
 
+def _spread(r: dict[str, Any] | None) -> str:
+    if not r:
+        return "-"
+    return f"{r['min']:.2f}–{r['max']:.2f} sd {r['std']:.2f}"
+
+
+AGGREGATES = (("seen", "seen"), ("unseen_templates", "unseen templates"), ("held_out", "held-out"))
+
+
 def rows(runs: list[Compared]) -> list[tuple[str, list[str]]]:
     """The table body as (label, cells per run)."""
     tasks: dict[str, bool] = {}
@@ -71,10 +82,14 @@ def rows(runs: list[Compared]) -> list[tuple[str, list[str]]]:
     for name, held in sorted(tasks.items(), key=lambda kv: (kv[1], kv[0])):
         label = f"{name} ({'held-out' if held else 'seen'})"
         body.append((label, [_main_metric(r.eval["tasks"].get(name, {})) for r in runs]))
-    for kind in ("seen", "held_out"):
+        if any(name in r.eval.get("unseen_templates", {}) for r in runs):
+            cells = [_main_metric(r.eval.get("unseen_templates", {}).get(name, {})) for r in runs]
+            body.append((f"{name} (unseen templates)", cells))
+        if any(name in r.eval.get("robustness", {}) for r in runs):
+            body.append((f"{name} (template spread)", [_spread(r.eval.get("robustness", {}).get(name)) for r in runs]))
+    for kind, text in AGGREGATES:
         if any(r.eval["aggregate"].get(kind, {}).get("tasks") for r in runs):
-            label = f"{kind.replace('_', '-')} (macro)"
-            body.append((label, [_main_metric(r.eval["aggregate"].get(kind, {})) for r in runs]))
+            body.append((f"{text} (macro)", [_main_metric(r.eval["aggregate"].get(kind, {})) for r in runs]))
     body.append(("method", [f"{r.info.mode} · {r.info.method}" for r in runs]))
     body.append(("model", [r.info.base_run or r.info.model for r in runs]))
     body.append(("trainable params", [_count(r.info.params.trainable) for r in runs]))
@@ -94,7 +109,8 @@ def table(runs: list[Compared]) -> Any:
     for i, _ in enumerate(runs, 1):
         t.add_column(f"[{i}]", justify="right")
     body = rows(runs)
-    n_tasks = sum(1 for label, _ in body if label.endswith(("(seen)", "(held-out)")))
+    n_tasks = sum(1 for label, _ in body if label.endswith(("(seen)", "(held-out)", "templates)", "spread)")))
+    n_macro = sum(1 for label, _ in body if label.endswith("(macro)"))
     for i, (label, cells) in enumerate(body):
-        t.add_row(label, *cells, end_section=i in (n_tasks - 1, n_tasks + 1))
+        t.add_row(label, *cells, end_section=i in (n_tasks - 1, n_tasks + n_macro - 1))
     return t

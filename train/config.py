@@ -47,6 +47,9 @@ BY_METHOD: dict[str, dict[str, Any]] = {
     "prompt_tuning": {"learning_rate": 3.0e-2},  # soft prompts need a much larger step (PEFT's examples)
 }
 CPU: dict[str, Any] = {
+    # processes started by torchrun / `accelerate launch` form one gloo group only with use_cpu; without it
+    # each process trains alone as process 0 of 1 and every one of them writes a run directory
+    "use_cpu": True,
     "bf16": False,
     "fp16": False,
     "activation_checkpointing": False,

@@ -1,4 +1,5 @@
-"""``cardtune eval RUN``: what a run learned, per task, on seen tasks and on held-out tasks separately.
+"""``cardtune eval RUN``: what a run learned — per task and per template, on seen tasks, unseen phrasings and
+held-out tasks side by side — and, with ``untrained=True``, the same numbers for the model it started from.
 
 For every row, greedy generation from the prompt exactly as inference sees it (the chat template with the
 generation prompt in instruction mode, the plain prompt in finetune mode), scored against the reference by
@@ -6,7 +7,11 @@ normalized exact match (SQuAD normalization: lowercase, no punctuation or articl
 F1 (``rouge_score``, works offline). Rows whose template has ``answer_choices`` are also scored as multiple choice
 the way lm-evaluation-harness does: the log-likelihood of each choice as the completion, argmax vs the gold
 choice (``accuracy``), and the same with log-likelihoods divided by the choice's characters (``accuracy_norm``).
-Per-task metrics are macro-averaged into ``seen`` and ``held_out``. Results go to ``RUN/eval.json``.
+
+Rows come from the version's ``eval`` split (seen task, seen template), ``eval_unseen_templates`` (seen task,
+a template it never trained on: ``held_out_templates`` / ``eval.templates`` in the card) and ``heldout`` (unseen
+task). ``cardtune.train.metrics`` turns the scores into per-task, per-template and spread-across-templates
+numbers and the three macro averages. Results go to ``RUN/eval.json`` (``RUN/eval.untrained.json``).
 """
 
 from __future__ import annotations
@@ -22,11 +27,18 @@ import yaml
 
 from cardtune.curate.errors import UserInputError
 from cardtune.train import adapters, data, models
+from cardtune.train.metrics import KIND_OF_SPLIT, METRICS, Tally
 from cardtune.train.progress import quiet_libraries
 from cardtune.train.schema import Train
 
-SPLITS = {"eval": ("eval",), "heldout": ("heldout",), "all": ("eval", "heldout")}
-METRICS = ("exact_match", "rougeL", "accuracy", "accuracy_norm")
+UNSEEN = "eval_unseen_templates"
+SPLITS = {
+    "eval": ("eval",),
+    "heldout": ("heldout",),
+    "unseen_templates": (UNSEEN,),
+    "all": ("eval", UNSEEN, "heldout"),
+}
+__all__ = ["METRICS", "SPLITS", "eval_table", "evaluate", "normalize"]
 
 
 def normalize(text: str) -> str:
@@ -37,89 +49,94 @@ def normalize(text: str) -> str:
 
 
 def evaluate(
-    run_dir: str | Path, *, split: str = "all", limit: int | None = None, batch_size: int = 16
+    run_dir: str | Path,
+    *,
+    split: str = "all",
+    limit: int | None = None,
+    batch_size: int = 16,
+    untrained: bool = False,
 ) -> dict[str, Any]:
-    """Score a run on its dataset version's ``eval``/``heldout`` rows; write and return ``eval.json``."""
+    """Score a run on its version's eval-side rows; write and return ``eval.json``.
+
+    ``limit``: at most that many rows per task of ``eval`` and ``heldout``, and per task and template of
+    ``eval_unseen_templates``. ``untrained``: score the model the run started from instead (the same seeded
+    initialization, or its base), written to ``eval.untrained.json``.
+    """
     with quiet_libraries():
-        return _evaluate(Path(run_dir), split, limit, batch_size)
+        return _evaluate(Path(run_dir), split, limit, batch_size, untrained)
 
 
-def _evaluate(run_dir: Path, split: str, limit: int | None, batch_size: int) -> dict[str, Any]:
+def _evaluate(run_dir: Path, split: str, limit: int | None, batch_size: int, untrained: bool) -> dict[str, Any]:
     import torch
 
     if split not in SPLITS:
         raise UserInputError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
     info = adapters.read_run(run_dir)
     version = data.open_version(info.dataset.dir)
-    held = version.held_out_tasks()
     card = yaml.safe_load((run_dir / "card.yaml").read_text(encoding="utf-8")) or {}
     max_new = Train.model_validate(card.get("train") or {}).max_new_tokens  # the card's value or its default
-    loaded = adapters.load_run(run_dir)
+    loaded = adapters.load_start(run_dir) if untrained else adapters.load_run(run_dir)
     conversational = info.mode == "instruction"
     torch.manual_seed(info.seed)
 
     rows: list[dict[str, Any]] = []
+    kinds: list[str] = []
     for name in SPLITS[split]:
+        if name not in version.splits:
+            if split == "unseen_templates":
+                raise UserInputError(
+                    f"{version.dir}: no {UNSEEN} split (the card has no held_out_templates or eval.templates)"
+                )
+            continue
         ds = data.normalized(version.splits[name], info.mode)
-        rows.extend(_limit(ds.to_list(), limit))
+        picked = _limit(ds.to_list(), limit, by_template=name == UNSEEN)
+        rows.extend(picked)
+        kinds.extend([KIND_OF_SPLIT[name]] * len(picked))
     if not rows:
         raise UserInputError(f"{version.dir}: no rows in split(s) {', '.join(SPLITS[split])} to evaluate")
     scorer = _rouge()
-    per_task: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    tally = Tally()
     with torch.inference_mode():
         outputs = _generate(loaded, rows, conversational, max_new, batch_size)
         choices = _rank_choices(loaded, rows, conversational, batch_size)
     samples: list[dict[str, str]] = []
-    for row, out, pick in zip(rows, outputs, choices, strict=True):
+    for row, kind, out, pick in zip(rows, kinds, outputs, choices, strict=True):
         ref = _text(row["completion"])
-        m = per_task[row["task"]]
-        m["exact_match"].append(float(normalize(out) == normalize(ref)))
-        m["rougeL"].append(float(scorer.score(ref, out)["rougeL"].fmeasure))
+        scores = {
+            "exact_match": float(normalize(out) == normalize(ref)),
+            "rougeL": float(scorer.score(ref, out)["rougeL"].fmeasure),
+        }
         if pick is not None:
-            m["accuracy"].append(float(pick[0]))
-            m["accuracy_norm"].append(float(pick[1]))
+            scores["accuracy"], scores["accuracy_norm"] = float(pick[0]), float(pick[1])
+        tally.add(kind, row["task"], row.get("template_id") or "", scores)
         if len(samples) < 20:
-            samples.append({"task": row["task"], "reference": ref, "output": out})
-    tasks = {
-        task: {"held_out": task in held, "n": len(m["exact_match"]), **{k: sum(v) / len(v) for k, v in m.items() if v}}
-        for task, m in sorted(per_task.items())
-    }
+            samples.append({"task": row["task"], "kind": kind, "reference": ref, "output": out})
     result = {
         "run": info.run_id,
+        "model": "untrained" if untrained else "trained",
         "split": split,
         "limit": limit,
-        "tasks": tasks,
-        "aggregate": {
-            "seen": _macro([t for t in tasks.values() if not t["held_out"]]),
-            "held_out": _macro([t for t in tasks.values() if t["held_out"]]),
-        },
+        **tally.summary(),
         "samples": samples,
     }
-    tmp = run_dir / ".eval.json.tmp"
+    name = "eval.untrained.json" if untrained else "eval.json"
+    tmp = run_dir / f".{name}.tmp"
     tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(run_dir / "eval.json")
+    tmp.replace(run_dir / name)
     return result
 
 
-def _limit(rows: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
-    """At most ``limit`` rows per task (in file order)."""
+def _limit(rows: list[dict[str, Any]], limit: int | None, *, by_template: bool = False) -> list[dict[str, Any]]:
+    """At most ``limit`` rows per task (or per task and template), in file order."""
     if limit is None:
         return rows
-    seen: dict[str, int] = defaultdict(int)
+    seen: dict[tuple[str, str], int] = defaultdict(int)
     out = []
     for row in rows:
-        if seen[row["task"]] < limit:
-            seen[row["task"]] += 1
+        key = (row["task"], (row.get("template_id") or "") if by_template else "")
+        if seen[key] < limit:
+            seen[key] += 1
             out.append(row)
-    return out
-
-
-def _macro(tasks: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"tasks": len(tasks)}
-    for k in METRICS:
-        vals = [t[k] for t in tasks if k in t]
-        if vals:
-            out[k] = sum(vals) / len(vals)
     return out
 
 
@@ -224,21 +241,42 @@ def _rank_choices(
     return out
 
 
-def eval_table(result: dict[str, Any]) -> Any:
-    """A rich table of per-task metrics and the seen / held-out aggregates."""
+def eval_table(result: dict[str, Any], untrained: dict[str, Any] | None = None) -> Any:
+    """A rich table: per task its seen / unseen-template / held-out rows, the spread across its templates, the
+    three macro averages, and (given ``untrained``) the untrained model's main metric beside each."""
     from rich.table import Table
 
+    from cardtune.train.metrics import main_metric
+
     t = Table(title=f"eval {result['run']} ({result['split']})")
-    for col in ("task", "kind", "n", "exact match", "ROUGE-L", "accuracy", "acc (norm)"):
-        t.add_column(col, justify="left" if col in ("task", "kind") else "right")
+    cols = ["task", "rows", "n", "EM", "ROUGE-L", "acc", "acc norm", "templates min–max (sd)"]
+    if untrained is not None:
+        cols.append("untrained")
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("task", "rows") else "right")
 
     def cells(m: dict[str, Any]) -> list[str]:
         return [f"{m[k]:.3f}" if k in m else "-" for k in METRICS]
 
+    def before(section: str, key: str) -> list[str]:
+        if untrained is None:
+            return []
+        m = untrained.get(section, {}).get(key, {})
+        k = main_metric(m)
+        return [f"{m[k]:.3f}" if k else "-"]
+
     for name, m in result["tasks"].items():
-        t.add_row(name, "held-out" if m["held_out"] else "seen", str(m["n"]), *cells(m))
-    for kind in ("seen", "held_out"):
-        agg = result["aggregate"][kind]
+        r = result.get("robustness", {}).get(name)
+        spread = f"{r['min']:.2f}–{r['max']:.2f} ({r['std']:.2f})" if r else "-"
+        kind = "held-out task" if m["held_out"] else "seen"
+        t.add_row(name, kind, str(m["n"]), *cells(m), spread, *before("tasks", name))
+        if name in result.get("unseen_templates", {}):
+            u = result["unseen_templates"][name]
+            t.add_row("", "unseen tmpl", str(u["n"]), *cells(u), "", *before("unseen_templates", name))
+    labels = {"seen": "seen", "unseen_templates": "unseen tmpl", "held_out": "held-out"}
+    for kind, label in labels.items():
+        agg = result["aggregate"].get(kind, {})
         if agg.get("tasks"):
-            t.add_row(f"[bold]{kind.replace('_', '-')} (macro)[/]", "", f"{agg['tasks']} tasks", *cells(agg))
+            extra = before("aggregate", kind)
+            t.add_row(f"[bold]{label} (macro)[/]", "", f"{agg['tasks']} tasks", *cells(agg), "", *extra)
     return t

@@ -7,14 +7,16 @@ Hugging Face model, so ``from_pretrained`` reloads it. It learns the formats of 
 a CPU; it is for trying cardtune and for tests, not for quality.
 
 Chat templates: ``train.chat_template`` may name a built-in (``chatml``, ``llama-3``, ``mistral``, ``alpaca``) or a
-``.jinja`` file; the template's end-of-turn token (when it has one) joins the model's generation stop tokens.
+``.jinja`` file, with the end-of-turn tokens it declares (added to the tokenizer as special tokens on request,
+the embeddings resized); a built-in's end-of-turn token and the declared ones join the generation stop tokens.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.resources
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,7 @@ class Loaded:
     tokenizer: Any
     spec: str
     is_default: bool
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)  # `train.chat_template_kwargs`
 
 
 def default_tokenizer() -> Any:
@@ -142,23 +145,76 @@ def chat_template_text(value: str | Path) -> tuple[str, str | None]:
     return value.read_text(encoding="utf-8"), None
 
 
-def apply_chat_template_choice(loaded: Loaded, value: str | Path | None) -> None:
-    """Install the card's chat template on the tokenizer and add its end-of-turn token to the stop tokens."""
+def apply_chat_template_choice(
+    loaded: Loaded,
+    value: str | Path | None,
+    *,
+    end_of_turn: Sequence[str] = (),
+    add_special_tokens: bool = False,
+    kwargs: dict[str, Any] | None = None,
+) -> list[int]:
+    """Install the card's chat template, its declared end-of-turn tokens, and make generation stop at them.
+
+    ``end_of_turn`` (``train.chat_template.end_of_turn``) must each be one token of the tokenizer, or are added
+    as special tokens first when ``add_special_tokens`` (the model's embeddings are resized to the new
+    vocabulary). ``kwargs`` (``train.chat_template_kwargs``) become the template's variable defaults and
+    ``loaded.chat_template_kwargs``. Returns the end-of-turn token ids now among the stop tokens.
+    """
+    from cardtune.train import chat
+
     tokenizer, model = loaded.tokenizer, loaded.model
-    if value is None:
-        return
-    text, end_of_turn = chat_template_text(value)
-    tokenizer.chat_template = text
-    if end_of_turn is None:
-        return
-    token_id = tokenizer.convert_tokens_to_ids(end_of_turn)
-    if token_id is None or token_id == tokenizer.unk_token_id:
-        raise UserInputError(
-            f"train.chat_template: {value!r} ends turns with {end_of_turn!r}, which is not a token of the tokenizer "
-            f"of {loaded.spec!r}; pick a template that matches the model (e.g. `mistral` or `alpaca` end turns "
-            "with the tokenizer's own eos_token)"
-        )
-    add_stop_tokens(model, [int(token_id)])
+    builtin_eot = None
+    if value is not None:
+        text, builtin_eot = chat_template_text(value)
+        tokenizer.chat_template = text
+    if kwargs:
+        if not isinstance(tokenizer.chat_template, str):
+            raise UserInputError(
+                f"train.chat_template_kwargs: the tokenizer of {loaded.spec!r} has no single chat template to "
+                "set them on; set `train.chat_template` too"
+            )
+        tokenizer.chat_template = chat.with_defaults(tokenizer.chat_template, kwargs)
+        loaded.chat_template_kwargs = dict(kwargs)
+    if add_special_tokens:
+        from tokenizers import AddedToken
+
+        tokenizer.add_tokens([AddedToken(m, special=True, normalized=False) for m in end_of_turn], special_tokens=True)
+        fit_embeddings(model, len(tokenizer))
+    ids: list[int] = []
+    if builtin_eot is not None:
+        token_id = single_token_id(tokenizer, builtin_eot)
+        if token_id is None:
+            raise UserInputError(
+                f"train.chat_template: {value!r} ends turns with {builtin_eot!r}, which is not a token of the "
+                f"tokenizer of {loaded.spec!r}; pick a template that matches the model (e.g. `mistral` or `alpaca` "
+                "end turns with the tokenizer's own eos_token), or declare it: `chat_template: {path: "
+                f"{value}, end_of_turn: [{builtin_eot!r}], add_special_tokens: true}}`"
+            )
+        ids.append(token_id)
+    for marker in end_of_turn:
+        token_id = single_token_id(tokenizer, marker)
+        if token_id is None:
+            pieces = tokenizer.convert_ids_to_tokens(tokenizer.encode(marker, add_special_tokens=False))
+            raise UserInputError(
+                f"train.chat_template.end_of_turn: {marker!r} is not a single token of the tokenizer of "
+                f"{loaded.spec!r} (it is {len(pieces)} tokens: {pieces}); set `add_special_tokens: true` to add it "
+                "as a special token (the embeddings are resized)"
+            )
+        ids.append(token_id)
+    add_stop_tokens(model, ids)
+    return ids
+
+
+def single_token_id(tokenizer: Any, text: str) -> int | None:
+    """The id of ``text`` when the tokenizer encodes it as exactly one token, else None."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    return int(ids[0]) if len(ids) == 1 else None
+
+
+def fit_embeddings(model: Any, vocab: int) -> None:
+    """Grow the input (and tied output) embeddings to ``vocab`` rows when tokens were added."""
+    if model.get_input_embeddings().weight.shape[0] < vocab:
+        model.resize_token_embeddings(vocab)
 
 
 def add_stop_tokens(model: Any, ids: list[int]) -> None:
@@ -194,7 +250,8 @@ def load(
         tokenizer = default_tokenizer()
         return Loaded(default_model(tokenizer, seed), tokenizer, spec, is_default=True)
     local = Path(spec)  # resolved by cardtune.curate.inputs: an absolute path or a hub id
-    source = str(local) if local.exists() else spec
+    on_hub = not local.exists()  # a hub id; never `source == spec`: an absolute local path equals its spec
+    source = spec if on_hub else str(local)
     if local.exists() and not (local / "config.json").is_file():
         raise UserInputError(f"train.model: {local} is not a Hugging Face model directory (no config.json)")
     if not local.exists() and (spec.startswith((".", "/", "~")) or spec.count("/") > 1):
@@ -210,7 +267,7 @@ def load(
         kwargs["dtype"] = torch.float32
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if source == spec and not hub_reachable():
+    if on_hub and not hub_reachable():
         if not _cached(spec):  # fail now: the hub client would retry for about a minute before saying so
             raise UserInputError(
                 f"train.model: {spec!r} is not in the local Hugging Face cache and the hub cannot be reached "
@@ -224,12 +281,12 @@ def load(
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as exc:
         text = str(exc).lower()
-        if source == spec and ("connect" in text or "offline" in text or _offline()):
+        if on_hub and ("connect" in text or "offline" in text or _offline()):
             raise UserInputError(
                 f"train.model: {spec!r} is not in the local Hugging Face cache and needs network access to "
                 "download; connect, or point `train.model` at a local model directory (or use `default`)"
             ) from None
-        if source == spec and "not a valid model identifier" in text:
+        if on_hub and "not a valid model identifier" in text:
             raise UserInputError(
                 f"train.model: no model {spec!r} on the Hugging Face hub (check the id; gated or private models "
                 "need `hf auth login`)"

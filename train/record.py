@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from pydantic import Field
+
 from cardtune.curate.card.schema import Mode
 from cardtune.curate.store.manifest import Record, TaskEntry, load_record
 
@@ -56,8 +58,21 @@ class Timings(Record):
     checks_s: float
     setup_s: float
     train_s: float
+    signal_s: float = 0.0  # the per-task losses after training (added within format 1)
     save_s: float
     total_s: float
+
+
+class TaskSignal(Record):
+    """One task's training signal (``cardtune.train.pertask``); a value is null where it could not be measured."""
+
+    rows: int | None = None  # prepared training rows of the task
+    tokens: int | None = None  # its share of the tokens trained (TRL's num_tokens), by its share of row tokens
+    train_loss: float | None = None  # completion loss on a seeded sample of its training rows, after training
+    train_loss_curve: tuple[tuple[int, float], ...] = ()  # (step, loss) on a fixed probe, at every logging step
+    eval_loss: float | None = None  # on its eval rows (seen templates)
+    unseen_templates_loss: float | None = None  # on its eval rows with unseen templates
+    heldout_loss: float | None = None  # a held-out task's rows
 
 
 class RunRecord(Record):
@@ -74,7 +89,7 @@ class RunRecord(Record):
     stop_token_ids: tuple[int, ...]
     base_model: str | None  # "base_model": the embedded default base saved beside an adapter
     base_run: str | None  # train.base: the run this one was tuned on top of
-    chat_template: str | None
+    chat_template: str | dict[str, Any] | None  # `train.chat_template` as the card wrote it
     dataset: DatasetRef
     tasks: tuple[TaskEntry, ...]  # the version's tasks (from its manifest)
     seed: int
@@ -90,6 +105,10 @@ class RunRecord(Record):
     resumed_from: str | None  # the checkpoint a --resume continued from
     finished: str  # UTC, ISO 8601 to the second
     timings: Timings
+    # added within format 1 (older run.json files have no key): per task rows, tokens, train and eval loss
+    per_task: dict[str, TaskSignal] = Field(default_factory=dict)
+    # added within format 1: `train.chat_template_kwargs` (also written into the saved template as defaults)
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
 
     def to_json(self) -> str:
         """Deterministic JSON text: sorted keys, indent 2, a trailing newline."""

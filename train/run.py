@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
 import shutil
 import sys
@@ -32,8 +33,8 @@ from cardtune.curate.card.load import load_card
 from cardtune.curate.card.schema import Card
 from cardtune.curate.errors import UserInputError
 from cardtune.curate.inputs import resolve_train_inputs
+from cardtune.train import chat, data, lengths, models, parity, pertask
 from cardtune.train import config as cfg
-from cardtune.train import data, lengths, models, parity
 from cardtune.train.adapters import RUN_JSON
 from cardtune.train.progress import quiet_libraries
 from cardtune.train.record import DatasetRef, Device, Params, Parity, RunRecord, Timings
@@ -90,6 +91,8 @@ def _tune(
     conversational = card.mode == "instruction"
     if not conversational and card.train.chat_template is not None:
         raise UserInputError([card.issue(("train", "chat_template"), "finetune mode uses no chat template")])
+    if not conversational and card.train.chat_template_kwargs:
+        raise UserInputError([card.issue(("train", "chat_template_kwargs"), "finetune mode uses no chat template")])
 
     import torch
 
@@ -97,7 +100,14 @@ def _tune(
     kwargs = cfg.sft_kwargs(card, on_gpu=on_gpu, bf16_ok=on_gpu and torch.cuda.is_bf16_supported(), max_steps=max_steps)
     loaded = _load_model(card, on_gpu, bool(kwargs.get("trust_remote_code", False)))
     if conversational:
-        models.apply_chat_template_choice(loaded, resolve_train_inputs(card).chat_template)
+        spec = card.train.chat_template
+        models.apply_chat_template_choice(
+            loaded,
+            resolve_train_inputs(card).chat_template,
+            end_of_turn=spec.end_of_turn if spec is not None else (),
+            add_special_tokens=spec is not None and spec.add_special_tokens,
+            kwargs=card.train.chat_template_kwargs,
+        )
     t_load = time.perf_counter()
 
     stops = models.stop_token_ids(loaded)
@@ -106,7 +116,12 @@ def _tune(
     templates = train_rows["template_id"] if "template_id" in columns else [""] * len(train_rows)
     sample = train_rows.select(parity.sample_indices(tasks, templates, seed=card.train.seed)).to_list()
     checked = parity.check_parity(
-        loaded.tokenizer, sample, conversational=conversational, stop_ids=stops, seed=card.train.seed
+        loaded.tokenizer,
+        sample,
+        conversational=conversational,
+        stop_ids=stops,
+        seed=card.train.seed,
+        kwargs=loaded.chat_template_kwargs,
     )
     train_rows, report = lengths.check_lengths(
         loaded.tokenizer,
@@ -115,10 +130,18 @@ def _tune(
         max_length=kwargs.get("max_length"),
         overlong=card.train.overlong,
     )
-    train_rows = train_rows.select_columns(["prompt", "completion"])
+    # `task` travels with the rows (per-task signal, train/pertask.py); TRL's remove_unused_columns drops it
+    # before the collator, so only token ids reach the model
+    train_rows = train_rows.select_columns(["prompt", "completion", *(["task"] if "task" in columns else [])])
+    if conversational:  # tokenized as the parity check did; tokens after the stop token are not trained
+        train_rows = chat.training_features(loaded.tokenizer, train_rows, loaded.chat_template_kwargs, stops)
     _check_prompt_tuning(card, loaded, kwargs.get("max_length"))
-    say = _printer(progress)
+    say = _printer(progress and _launch_env(RANK_VARS, 0) == 0)
     say(f"parity: ok on {checked.rows_checked} rows (stop tokens {', '.join(checked.stop_tokens)})")
+    if any(checked.around_completion):
+        say(f"parity: template text trained around the completion: {checked.around_completion!r}")
+    for note in checked.notes:
+        say(f"parity: note: {note}")
     say(report.message())
     t_checks = time.perf_counter()
 
@@ -128,10 +151,17 @@ def _tune(
     partial = output / f".{name}{PARTIAL}"
     sft_config.output_dir = str(partial / "checkpoints")
     main = sft_config.process_index == 0
+    _check_joined(sft_config.world_size)
 
-    base_tmp = _stash_default_base(loaded) if loaded.is_default and card.train.method != "full" else None
+    stash = main and loaded.is_default and card.train.method != "full"
+    base_tmp = _stash_default_base(loaded) if stash else None
     try:
         trainer = _make_trainer(card, loaded, sft_config, train_rows, version, progress and main)
+        per_task_loss: pertask.PerTaskLoss | None = pertask.PerTaskLoss(seed=card.train.seed)
+        if per_task_loss is not None and per_task_loss.attach(trainer):
+            trainer.add_callback(per_task_loss)
+        else:
+            per_task_loss = None
         for callback in callbacks:
             trainer.add_callback(callback)
         if main:
@@ -149,6 +179,9 @@ def _tune(
     except KeyboardInterrupt:
         raise KeyboardInterrupt(_interrupted_message(partial, card)) from None
     t_done = time.perf_counter()
+    trainer.accelerator.wait_for_everyone()  # every rank's last checkpoint write ends before rank 0 renames the run
+    signal = pertask.final_signal(trainer, per_task_loss, version.splits, _tokens_trained(trainer))  # all processes
+    t_signal = time.perf_counter()
     trainer.save_model(str(partial / "model"))
     if not main:
         trainer.accelerator.wait_for_everyone()
@@ -158,10 +191,12 @@ def _tune(
         checks_s=t_checks - t_load,
         setup_s=t_train - t_checks,
         train_s=t_done - t_train,
-        save_s=time.perf_counter() - t_done,
+        signal_s=t_signal - t_done,
+        save_s=time.perf_counter() - t_signal,
         total_s=time.perf_counter() - t0,
     )
     info = _run_info(card, version, loaded, trainer, result, report, checked, kwargs, name, checkpoint, timings)
+    info = info.model_copy(update={"per_task": signal})
     _write_logs(partial, trainer)
     (partial / RUN_JSON).write_text(info.to_json(), encoding="utf-8")
     shutil.rmtree(partial / "checkpoints", ignore_errors=True)
@@ -256,8 +291,13 @@ def _tokenizer_dir(loaded: models.Loaded) -> str:
     # keyed on the tokenizer's content, never on a fixed path: a changed tokenizer gets a new folder
     digest = hashlib.sha256(loaded.tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
     path = Path(tempfile.gettempdir()) / f"cardtune-tokenizer-{digest}"
-    if not (path / "tokenizer.json").is_file():
-        loaded.tokenizer.save_pretrained(path)
+    if not (path / "tokenizer.json").is_file():  # written aside and renamed: other processes may read it meanwhile
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+        loaded.tokenizer.save_pretrained(staging)
+        try:
+            staging.rename(path)
+        except OSError:  # another process renamed its copy first (same content)
+            shutil.rmtree(staging, ignore_errors=True)
     return str(path)
 
 
@@ -329,6 +369,29 @@ def _run_dir(output: Path, card: Card, version_id: str, resume: bool) -> tuple[s
     return name, output / f".{name}{PARTIAL}", None
 
 
+RANK_VARS = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK")  # torchrun, then MPI launchers
+SIZE_VARS = ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def _launch_env(names: tuple[str, ...], default: int) -> int:
+    """The rank or world size a launcher set in the environment (before any process group exists)."""
+    for var in names:
+        value = os.environ.get(var, "")
+        if value.isdigit():
+            return int(value)
+    return default
+
+
+def _check_joined(world_size: int) -> None:
+    """Launched processes that did not form one group would each train alone and each write a run directory."""
+    launched = _launch_env(SIZE_VARS, 1)
+    if launched > 1 and world_size != launched:
+        raise UserInputError(
+            f"{launched} processes were launched, but training sees {world_size}: they did not join one process "
+            "group (on CPU keep train.sft.use_cpu true, cardtune's default; on GPUs check the accelerate config)"
+        )
+
+
 def _agree(name: str) -> str:
     """Every process uses the main process's run name (their clocks may differ by a second)."""
     from accelerate import PartialState
@@ -389,7 +452,6 @@ def _run_info(
     model = trainer.model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    logs = [e for e in trainer.state.log_history if "num_tokens" in e]
     args = trainer.args
     device = Device(
         type=args.device.type,
@@ -407,7 +469,8 @@ def _run_info(
         stop_token_ids=tuple(sorted(models.stop_token_ids(loaded))),
         base_model="base_model" if loaded.is_default and card.train.method != "full" else None,
         base_run=card.train.base,
-        chat_template=card.train.chat_template,
+        chat_template=card.train.chat_template.model_dump() if card.train.chat_template is not None else None,
+        chat_template_kwargs=dict(card.train.chat_template_kwargs),
         dataset=DatasetRef(version_id=version.id, dir=str(version.dir.resolve())),
         tasks=version.manifest.tasks,
         seed=card.train.seed,
@@ -415,7 +478,7 @@ def _run_info(
         versions=library_versions(),
         sft={k: v for k, v in kwargs.items() if isinstance(v, (str, int, float, bool, type(None)))},
         params=Params(trainable=trainable, total=total),
-        tokens_trained=int(logs[-1]["num_tokens"]) if logs else None,
+        tokens_trained=_tokens_trained(trainer),
         length_check=report.to_json(),
         parity=Parity(rows_checked=checked.rows_checked, stop_tokens=tuple(checked.stop_tokens)),
         metrics={k: v for k, v in result.metrics.items() if isinstance(v, (int, float))},
@@ -424,6 +487,12 @@ def _run_info(
         finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         timings=timings,
     )
+
+
+def _tokens_trained(trainer: Any) -> int | None:
+    """Tokens seen in training, from TRL's ``num_tokens`` log entries."""
+    logs = [e for e in trainer.state.log_history if "num_tokens" in e]
+    return int(logs[-1]["num_tokens"]) if logs else None
 
 
 def _model_source(card: Card) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cardtune.curate.card.schema import Card
 from cardtune.curate.card.yamlsrc import LocatedYaml, load_located, read_user_file, validate_model
-from cardtune.curate.errors import Issue, UserInputError
+from cardtune.curate.errors import Issue, UserInputError, did_you_mean
 
 
 def cross_checks(card: Card) -> list[tuple[tuple[str | int, ...], str]]:
@@ -26,6 +26,22 @@ def cross_checks(card: Card) -> list[tuple[tuple[str | int, ...], str]]:
         for j, col in enumerate(task.columns):
             if not col:
                 problems.append((("tasks", i, "columns", j), "empty input name"))
+        if task.held_out_templates and task.held_out:
+            problems.append(
+                (("tasks", i, "held_out_templates"), "a held-out task is never trained: every template is unseen")
+            )
+        elif task.held_out_templates and not task.templates:
+            problems.append((("tasks", i, "held_out_templates"), "the task has no `templates` to hold out"))
+    names = {t.name: t for t in card.tasks}
+    for task_name in card.eval.templates:
+        if task_name not in names:
+            problems.append(
+                (("eval", "templates", task_name), f"no task named {task_name!r}{did_you_mean(task_name, names)}")
+            )
+        elif names[task_name].held_out:
+            problems.append(
+                (("eval", "templates", task_name), "a held-out task is never trained: its heldout split is unseen")
+            )
     if all(t.held_out for t in card.tasks):
         problems.append((("tasks",), "every task is held_out: at least one task must be trained on"))
     return problems

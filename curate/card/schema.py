@@ -24,7 +24,12 @@ from cardtune.train.schema import Train
 if TYPE_CHECKING:
     Filters = Section
 else:
-    Filters = filters_model()
+    Filters = filters_model(module=__name__)
+    # the group sections (e.g. `Dedup`) are bound here too, so a Card pickles (build workers receive it)
+    for _group in Filters.model_fields.values():
+        _model = _group.annotation
+        if isinstance(_model, type) and _model.__module__ == __name__:
+            globals()[_model.__name__] = _model
 
 # A dataset name is a directory name under output.dir: one safe path component ("..", ".x" are refused).
 SAFE_NAME = r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$"
@@ -63,6 +68,12 @@ class Task(Section):
         False, description="Exclude from training and keep whole for zero-shot evaluation. Default: false."
     )
     few_shot: FewShot | None = Field(None, description="Render some rows with exemplars. Default: zero-shot only.")
+    held_out_templates: list[str] = Field(
+        default_factory=list,
+        description="Template ids or globs, among the task's `templates`, that never render training rows: the "
+        "task's eval rows are also rendered with each of them into the `eval_unseen_templates` split "
+        "(seen task, unseen phrasing). Default: none.",
+    )
 
 
 class Mixture(Section):
@@ -123,6 +134,17 @@ class Split(Section):
     seed: int = Field(1234, description="Split seed. Default: 1234.")
 
 
+class Eval(Section):
+    """What the eval side of a version holds beyond the eval split (all of it rendered after filtering)."""
+
+    templates: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Task name -> template ids or globs that render that task's eval rows into the "
+        "`eval_unseen_templates` split but never train rows, e.g. `{sentiment: [sentiment/*]}` on a fine-tuning "
+        "card (templates the task trains on are skipped). Default: none.",
+    )
+
+
 class Output(Section):
     """Where versions are written."""
 
@@ -150,6 +172,7 @@ class Card(Section):
     mixture: Mixture = Field(default_factory=Mixture, description="Mixing.")
     filters: Filters = Field(default_factory=Filters, description="Filters.")
     split: Split = Field(default_factory=Split, description="Train/eval split.")
+    eval: Eval = Field(default_factory=Eval, description="Eval-only phrasings.")
     output: Output = Field(default_factory=Output, description="Output location.")
     train: Train = Field(default_factory=Train, description="Training.")
 
@@ -189,4 +212,10 @@ class Card(Section):
                 node = node[part]
             if not flt.on_by_default and node.get(leaf) is None:
                 node.pop(leaf, None)
+        # fields added after the first release are hashed only when set, so older cards keep their ids
+        for task in data["tasks"]:
+            if not task.get("held_out_templates"):
+                task.pop("held_out_templates", None)
+        if not data["eval"]["templates"]:
+            data.pop("eval")
         return data

@@ -31,7 +31,13 @@ def validate_card(path: str | Path) -> Card:
 
 
 def check_templates(card: Card, inputs: ResolvedInputs | None = None) -> list[Issue]:
-    """Template references resolve (card line + did-you-mean) and each source has every declared input."""
+    """Template references resolve (card line + did-you-mean) and each source has every declared input; held-out
+    and eval-only templates (``held_out_templates``, ``eval.templates``) resolve too."""
     from cardtune.curate.templating.card_templates import template_issues
+    from cardtune.curate.templating.unseen import split_templates
 
-    return template_issues(card, inputs if inputs is not None else resolve_inputs(card))[1]
+    inputs = inputs if inputs is not None else resolve_inputs(card)
+    by_task, issues = template_issues(card, inputs)
+    if not issues:
+        issues.extend(split_templates(card, inputs, by_task)[2])
+    return issues

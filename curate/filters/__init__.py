@@ -67,8 +67,12 @@ def _field(f: Filter[Any]) -> tuple[Any, Any]:
     return (f.spec | None, Field(None, description=f"{f.summary}. Default: off."))
 
 
-def filters_model(registry: tuple[Filter[Any], ...] = FILTERS) -> type[Section]:
-    """The pydantic model of the card's ``filters:`` section, one field (or group) per registered filter."""
+def filters_model(registry: tuple[Filter[Any], ...] = FILTERS, module: str = __name__) -> type[Section]:
+    """The pydantic model of the card's ``filters:`` section, one field (or group) per registered filter.
+
+    The models are named as attributes of ``module`` (``Filters`` and one per group, e.g. ``Dedup``): the module
+    that creates them must bind those names, so a card pickles (worker processes receive it).
+    """
     top: dict[str, Any] = {}
     grouped: dict[str, dict[str, Any]] = {}
     for f in registry:
@@ -81,10 +85,14 @@ def filters_model(registry: tuple[Filter[Any], ...] = FILTERS) -> type[Section]:
             grouped.setdefault(head, {})[leaf] = _field(f)
     for head, fields in grouped.items():
         defaults = ", ".join(f"{k} {'on' if registry_on(registry, (head, k)) else 'off'}" for k in fields)
-        model = create_model(head.capitalize(), __base__=Section, __doc__=GROUPS.get(head, head), **fields)
+        model = create_model(
+            head.capitalize(), __base__=Section, __doc__=GROUPS.get(head, head), __module__=module, **fields
+        )
         top[head] = (model, Field(default_factory=model, description=f"{GROUPS.get(head, head)} Default: {defaults}."))
     order = " → ".join(f.title for f in registry)
-    return create_model("Filters", __base__=Section, __doc__=f"Filters run in order: {order}.", **top)
+    return create_model(
+        "Filters", __base__=Section, __doc__=f"Filters run in order: {order}.", __module__=module, **top
+    )
 
 
 def registry_on(registry: tuple[Filter[Any], ...], key: tuple[str, ...]) -> bool:

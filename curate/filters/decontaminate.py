@@ -19,9 +19,9 @@ n-grams that matched.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -244,9 +244,59 @@ def _scan(
     return results
 
 
+_INDEXES: dict[tuple[object, ...], BenchmarkIndex] = {}  # per process: partitions of one build share an index
+
+
+def benchmark_index(bench: Benchmark, ctx: BuildContext, index: int, n: int) -> BenchmarkIndex:
+    """The n-gram index of a benchmark, built once per process (a partitioned build scans many slices)."""
+    source = ctx.inputs.benchmark(bench.name)
+    stats = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in source.files if f.is_file())
+    key = (bench.model_dump_json(), source, stats, n)
+    if key not in _INDEXES:
+        if len(_INDEXES) >= 8:
+            _INDEXES.clear()
+        _INDEXES[key] = index_benchmark(bench.name, load_benchmark(bench, ctx, index), n)
+    return _INDEXES[key]
+
+
+def merge_decontaminate(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The report over all partitions: counts add up, examples in row order (first few), matched items as a set."""
+    first = reports[0]
+    benches = []
+    for k, bench in enumerate(first["benchmarks"]):
+        parts = [r["benchmarks"][k] for r in reports]
+        matched = set().union(*(p[MATCHED] for p in parts))
+        benches.append(
+            {
+                **{key: value for key, value in bench.items() if key != MATCHED},
+                "items_matched": len(matched),
+                "rows_matched": sum(p["rows_matched"] for p in parts),
+                "rows_dropped": sum(p["rows_dropped"] for p in parts),
+                "examples": [e for p in parts for e in p["examples"]][:EXAMPLES],
+            }
+        )
+    canaries = [
+        {
+            "canary": c["canary"],
+            "rows": sum(r["canaries"][k]["rows"] for r in reports),
+            "examples": [e for r in reports for e in r["canaries"][k]["examples"]][:EXAMPLES],
+        }
+        for k, c in enumerate(first["canaries"])
+    ]
+    totals = {key: sum(r[key] for r in reports) for key in ("canary_rows", "rows_flagged", "rows_dropped")}
+    return {"mode": first["mode"], "ngram": first["ngram"], "benchmarks": benches, "canaries": canaries, **totals}
+
+
+MATCHED = "_matched_items"  # per benchmark in a partition's report: the matched item positions (merged away)
+
+
 def decontaminate(df: pl.DataFrame, spec: Decontaminate, ctx: BuildContext) -> StepResult:
-    """Drop (mode ``drop``) or only report (mode ``report``) rows overlapping a benchmark or holding a canary."""
-    indexes = [index_benchmark(b.name, load_benchmark(b, ctx, i), spec.ngram) for i, b in enumerate(spec.benchmarks)]
+    """Drop (mode ``drop``) or only report (mode ``report``) rows overlapping a benchmark or holding a canary.
+
+    The report of one call lists each benchmark's matched item positions under ``_matched_items``;
+    :func:`merge_decontaminate` (the filter's ``merge``, applied by the pipeline) turns them into counts.
+    """
+    indexes = [benchmark_index(b, ctx, i, spec.ngram) for i, b in enumerate(spec.benchmarks)]
     boiler = _boilerplate_hashes(ctx.boilerplate, spec.ngram)
     prefilter = Prefilter(indexes)
     rendered = (
@@ -320,6 +370,7 @@ def decontaminate(df: pl.DataFrame, spec: Decontaminate, ctx: BuildContext) -> S
                 "items": len(idx.item_ids),
                 "items_too_short": idx.items_too_short,
                 "items_matched": len({v[1] for v in rows.values()}),
+                MATCHED: sorted({v[1] for v in rows.values()}),
                 "rows_matched": len(rows),
                 "rows_dropped": len(rows) if spec.mode == "drop" else 0,
                 "examples": examples,
@@ -375,6 +426,7 @@ DECONTAMINATE = Filter(
     spec=Decontaminate,
     run=decontaminate,
     locality="row",
+    merge=merge_decontaminate,
     title="decontaminate",
     inputs=_inputs,
     summary="Benchmark decontamination (n-gram overlap, canary strings)",

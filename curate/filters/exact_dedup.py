@@ -13,8 +13,8 @@ from pydantic import Field
 
 from cardtune.curate.card.section import Section
 from cardtune.curate.filters import textnorm
-from cardtune.curate.filters.base import BuildContext, Filter, Scope
-from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, SOURCE_REF, StepResult, make_rejects
+from cardtune.curate.filters.base import BuildContext, Decision, Filter, RowView, Scope, global_run
+from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, SOURCE_REF, StepResult
 
 
 class ExactDedup(Section):
@@ -52,31 +52,50 @@ def text_hashes(texts: pl.Series) -> pl.Series:
     return pl.Series("_hash", values, dtype=pl.UInt64)
 
 
-def exact_dedup(df: pl.DataFrame, spec: ExactDedup, ctx: BuildContext | None = None) -> StepResult:
-    """Drop rows whose normalized text (per ``spec.scope``) equals an earlier row's; first occurrence kept."""
+HASH = "_exact_hash"  # the key column: xxh3-64 of the normalized scoped text
+
+
+def exact_keys(df: pl.DataFrame, spec: ExactDedup, ctx: BuildContext | None = None) -> pl.DataFrame:
+    """Row-local: the hash of each row's normalized text (per ``spec.scope``)."""
     if df.height == 0:
-        return StepResult(kept=df, rejects=make_rejects(df, "exact_dedup", "duplicate"), report={"duplicates": 0})
-    hashed = df.with_columns(text_hashes(scoped_text(df, spec.scope)).alias("__h"))
-    hashed = hashed.with_columns(
-        pl.col("__h").is_first_distinct().alias("__first"),
-        pl.col(SOURCE_REF).first().over("__h").alias("__dup_of"),
-    )
-    dropped = hashed.filter(~pl.col("__first"))
-    evidence = pl.concat_str(
-        [
-            pl.lit(f'{{"scope": "{spec.scope}", "xxh3": "'),
-            pl.col("__h").map_elements(lambda h: f"{h:016x}", return_dtype=pl.String),
-            pl.lit('"}'),
-        ]
-    )
-    rejects = make_rejects(dropped, "exact_dedup", "duplicate", evidence=evidence, duplicate_of=pl.col("__dup_of"))
-    kept = hashed.filter(pl.col("__first")).drop("__h", "__first", "__dup_of")
+        return pl.DataFrame({HASH: pl.Series([], dtype=pl.UInt64)})
+    return pl.DataFrame({HASH: text_hashes(scoped_text(df, spec.scope))})
+
+
+def exact_decide(view: RowView, spec: ExactDedup, ctx: BuildContext | None = None) -> Decision:
+    """Over all rows' hashes: every row whose hash an earlier row has is dropped as a duplicate of that row."""
+    keys = pl.DataFrame({"h": view.column(HASH), "ref": view.column(SOURCE_REF)})
+    marked = keys.with_columns(
+        pl.col("h").is_first_distinct().alias("first"), pl.col("ref").first().over("h").alias("dup_of")
+    ).with_row_index("pos")
+    dropped = marked.filter(~pl.col("first"))
+    evidence = dropped.select(
+        pl.format('{{"scope": "{}", "xxh3": "{}"}}', pl.lit(spec.scope), pl.col("h").map_elements(_hex, pl.String))
+    ).to_series()
     report: dict[str, object] = {
         "scope": spec.scope,
         "duplicates": dropped.height,
-        "clusters": dropped.get_column("__h").n_unique(),
+        "clusters": dropped.get_column("h").n_unique(),
     }
-    return StepResult(kept=kept, rejects=rejects, report=report)
+    return Decision(
+        drop=dropped.get_column("pos").cast(pl.Int64).to_numpy(),
+        reason="duplicate",
+        evidence=evidence.to_list(),
+        duplicate_of=dropped.get_column("dup_of").to_list(),
+        report=report,
+    )
+
+
+def _hex(h: int) -> str:
+    return f"{h:016x}"
+
+
+_run = global_run(exact_keys, exact_decide, "exact_dedup")
+
+
+def exact_dedup(df: pl.DataFrame, spec: ExactDedup, ctx: BuildContext | None = None) -> StepResult:
+    """Drop rows whose normalized text (per ``spec.scope``) equals an earlier row's; first occurrence kept."""
+    return _run(df, spec, ctx)
 
 
 EXACT_DEDUP = Filter(
@@ -85,6 +104,8 @@ EXACT_DEDUP = Filter(
     spec=ExactDedup,
     run=exact_dedup,
     locality="global",
+    keys=exact_keys,
+    decide=exact_decide,
     title="exact dedup",
     on_by_default=True,
     summary="Exact dedup on normalized text",

@@ -51,6 +51,7 @@ MAX_TURNS = Filter(
     spec=MaxTurns,
     run=max_turns,
     locality="row",
+    merge=lambda reports: {"max": reports[0]["max"], "dropped": sum(int(r["dropped"]) for r in reports)},
     title="max turns",
     summary="Drop conversations longer than `max` turns",
 )

@@ -10,7 +10,7 @@ Everything is seeded with SplitMix64 constants: signatures are identical on ever
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,51 +149,67 @@ def has_shingles(sig: U32) -> npt.NDArray[np.bool_]:
     return out
 
 
-def candidate_pairs(sig: U32, bands: int, rows: int, valid: npt.NDArray[np.bool_]) -> tuple[I64, I64]:
-    """Pairs (i < j), in ascending (i, j) order, sharing a band bucket: each bucket member is linked to the
-    bucket's first member and to its predecessor (enough to connect every bucket; all pairs would be quadratic in
-    exact-duplicate buckets).
+def band_keys(sig: U32, band: int, rows: int) -> U64:
+    """Each row's bucket key in one LSH band: the band's ``rows`` signature slots mixed into 64 bits."""
+    keys_per_row = textnorm.splitmix64(0xBA4D, rows) | np.uint64(1)
+    c0 = band * rows
+    acc = sig[:, c0].astype(np.uint64) * keys_per_row[0]
+    for j in range(1, rows):
+        acc += sig[:, c0 + j].astype(np.uint64) * keys_per_row[j]
+    return textnorm.mix64(acc ^ np.uint64(band))
 
-    Buckets are grouped by one plain sort per band of ``band key's high bits | row position`` (a stable sort by
-    key, several times faster than ``argsort(kind="stable")``); members are then split on the full key, so two
-    keys sharing their high bits (~n²/2**(65 - log2 n) per band) never merge two buckets (at worst such a pair
-    interleaves, and its buckets get fewer links in that band)."""
+
+def band_links(key: U64, idx: I64) -> tuple[I64, I64]:
+    """Links within one band's buckets: rows ``idx`` (ascending) with bucket keys ``key``; each bucket member is
+    linked to the bucket's first member and to its predecessor (enough to connect every bucket; all pairs would be
+    quadratic in exact-duplicate buckets).
+
+    Buckets are grouped by one plain sort of ``key's high bits | row position`` (a stable sort by key, several
+    times faster than ``argsort(kind="stable")``); members are then split on the full key, so two keys sharing
+    their high bits (~n²/2**(65 - log2 n) per band) never merge two buckets (at worst such a pair interleaves, and
+    its buckets get fewer links in that band)."""
+    low = np.uint64((1 << max(1, (len(idx) - 1).bit_length())) - 1)
+    position = np.arange(len(idx), dtype=np.uint64)
+    order = (np.sort((key & ~low) | position) & low).astype(np.int64)  # by key (high bits), then position
+    sk = key[order]
+    starts = np.r_[True, sk[1:] != sk[:-1]]
+    same = np.flatnonzero(~starts)  # positions continuing a bucket
+    if not same.size:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    head_pos = np.maximum.accumulate(np.where(starts, np.arange(len(sk)), 0))
+    members = idx[order[same]]
+    return np.concatenate([idx[order[same - 1]], idx[order[head_pos[same]]]]), np.concatenate([members, members])
+
+
+def unique_pairs(left: Sequence[I64], right: Sequence[I64], n: int) -> tuple[I64, I64]:
+    """The distinct pairs (i < j) among the links, in ascending (i, j) order (``n`` bounds the row indices)."""
+    if not left:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    a, b = np.concatenate(left), np.concatenate(right)
+    a, b = np.minimum(a, b), np.maximum(a, b)
+    keep = a != b
+    width = np.int64(n)
+    code = np.sort(a[keep] * width + b[keep])
+    code = code[np.r_[True, code[1:] != code[:-1]]] if len(code) else code
+    return code // width, code % width
+
+
+def candidate_pairs(sig: U32, bands: int, rows: int, valid: npt.NDArray[np.bool_]) -> tuple[I64, I64]:
+    """Pairs (i < j), in ascending (i, j) order, sharing a bucket in some band (see :func:`band_links`)."""
     if bands * rows != sig.shape[1]:
         raise ValueError(f"bands*rows = {bands * rows} but the signatures have {sig.shape[1]} permutations")
     idx = np.flatnonzero(valid).astype(np.int64)
     if len(idx) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     sub = sig if len(idx) == len(sig) else sig[idx]
-    keys_per_row = textnorm.splitmix64(0xBA4D, rows) | np.uint64(1)
-    low = np.uint64((1 << max(1, (len(idx) - 1).bit_length())) - 1)
-    position = np.arange(len(idx), dtype=np.uint64)
     left: list[I64] = []
     right: list[I64] = []
     for band in range(bands):
-        c0 = band * rows
-        acc = sub[:, c0].astype(np.uint64) * keys_per_row[0]
-        for j in range(1, rows):
-            acc += sub[:, c0 + j].astype(np.uint64) * keys_per_row[j]
-        key = textnorm.mix64(acc ^ np.uint64(band))
-        order = (np.sort((key & ~low) | position) & low).astype(np.int64)  # by key (high bits), then position
-        sk = key[order]
-        starts = np.r_[True, sk[1:] != sk[:-1]]
-        same = np.flatnonzero(~starts)  # positions continuing a bucket
-        if not same.size:
-            continue
-        head_pos = np.maximum.accumulate(np.where(starts, np.arange(len(sk)), 0))
-        members = idx[order[same]]
-        left += [idx[order[same - 1]], idx[order[head_pos[same]]]]
-        right += [members, members]
-    if not left:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    a, b = np.concatenate(left), np.concatenate(right)
-    a, b = np.minimum(a, b), np.maximum(a, b)
-    keep = a != b
-    n = np.int64(len(sig))
-    code = np.sort(a[keep] * n + b[keep])
-    code = code[np.r_[True, code[1:] != code[:-1]]] if len(code) else code
-    return code // n, code % n
+        a, b = band_links(band_keys(sub, band, rows), idx)
+        if len(a):
+            left.append(a)
+            right.append(b)
+    return unique_pairs(left, right, len(sig))
 
 
 def estimated_jaccard(sig: U32, a: I64, b: I64) -> npt.NDArray[np.float64]:

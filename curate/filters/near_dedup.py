@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -25,9 +26,18 @@ from pydantic import Field, model_validator
 
 from cardtune.curate.card.section import Section
 from cardtune.curate.filters import minhash
-from cardtune.curate.filters.base import BuildContext, Filter, InputRef, Scope
+from cardtune.curate.filters.base import (
+    BuildContext,
+    Decision,
+    Filter,
+    FrameView,
+    InputRef,
+    RowView,
+    Scope,
+    rejects_of,
+)
 from cardtune.curate.filters.exact_dedup import scoped_text
-from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, SOURCE_REF, StepResult, make_rejects
+from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, SOURCE_REF, StepResult
 
 
 class NearDedup(Section):
@@ -87,35 +97,113 @@ def banding(spec: NearDedup) -> tuple[int, int]:
     return minhash.optimal_banding(spec.threshold, spec.num_perm)
 
 
-def near_dedup(df: pl.DataFrame, spec: NearDedup, against: Sequence[pl.DataFrame] = ()) -> StepResult:
-    """Drop near duplicates (MinHash LSH, verified, connected components); see the module docstring."""
+VALID = "_near_valid"  # the row has at least one shingle
+DIGEST = "_near_digest"  # sum of its shingle hashes (equal digests: Jaccard 1)
+CHARS = "_near_chars"  # completion length (``keep: longest_completion``)
+
+
+def band_column(band: int) -> str:
+    """The key column of one LSH band."""
+    return f"_near_band_{band}"
+
+
+def near_keys(df: pl.DataFrame, spec: NearDedup, ctx: BuildContext | None = None) -> pl.DataFrame:
+    """Row-local: per row its LSH band keys, whether it has shingles, its shingle digest (and completion length)."""
     bands, rows = banding(spec)
-    prior = [frame.select(PROMPT_TEXT, COMPLETION_TEXT, SOURCE_REF) for frame in against if frame.height]
-    prior_df = pl.concat(prior, how="vertical_relaxed") if prior else None
-    n_prior = prior_df.height if prior_df is not None else 0
-    texts = scoped_text(df, spec.scope)
-    if prior_df is not None:
-        texts = pl.concat([scoped_text(prior_df, spec.scope), texts])
     hasher = minhash.MinHasher(num_perm=spec.num_perm, ngram=spec.ngram)
-    sig, digest = hasher.sketch(texts)
-    valid = minhash.has_shingles(sig)
-    a, b = minhash.candidate_pairs(sig, bands, rows, valid)
+    sig, digest = hasher.sketch(scoped_text(df, spec.scope))
+    columns = [pl.Series(VALID, minhash.has_shingles(sig)), pl.Series(DIGEST, digest, dtype=pl.UInt64)]
+    columns += [pl.Series(band_column(b), minhash.band_keys(sig, b, rows), dtype=pl.UInt64) for b in range(bands)]
+    if spec.keep == "longest_completion":
+        chars = df.get_column(COMPLETION_TEXT).cast(pl.String).fill_null("").str.len_chars().cast(pl.Int64)
+        columns.append(chars.alias(CHARS))
+    return pl.DataFrame(columns)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Earlier versions' rows (first, in memory) followed by the new rows (a view): global row numbers."""
+
+    view: RowView
+    prior: pl.DataFrame  # earlier versions' rows with their key columns
+    scope: Scope
+
+    @property
+    def n_prior(self) -> int:
+        return self.prior.height
+
+    def array(self, name: str) -> npt.NDArray[Any]:
+        new = self.view.column(name).to_numpy()
+        return np.concatenate([self.prior.get_column(name).to_numpy(), new]) if self.n_prior else new
+
+    def refs(self) -> pl.Series:
+        new = self.view.column(SOURCE_REF).cast(pl.String)
+        return pl.concat([self.prior.get_column(SOURCE_REF).cast(pl.String), new]) if self.n_prior else new
+
+    def texts(self, positions: minhash.I64) -> pl.Series:
+        """Scoped text of global rows ``positions`` (ascending)."""
+        cut = int(np.searchsorted(positions, self.n_prior))
+        old = scoped_text(self.prior[positions[:cut]], self.scope) if cut else None
+        new = self.view.texts(positions[cut:] - self.n_prior, self.scope)
+        return pl.concat([old, new]) if old is not None else new
+
+    def exact_jaccard(self, a: minhash.I64, b: minhash.I64, digest: minhash.U64, ngram: int) -> npt.NDArray[np.float64]:
+        """Exact Jaccard of pairs of global rows; only the texts of rows in pairs are fetched."""
+        if not len(a):
+            return np.zeros(0, dtype=np.float64)
+        held = np.unique(np.concatenate([a, b]))
+        return minhash.exact_jaccard(
+            self.texts(held), np.searchsorted(held, a), np.searchsorted(held, b), digest[held], ngram
+        )
+
+    def estimated_jaccard(self, a: minhash.I64, b: minhash.I64, hasher: minhash.MinHasher) -> npt.NDArray[np.float64]:
+        """MinHash estimate of the Jaccard of pairs of global rows (signatures recomputed for those rows only)."""
+        if not len(a):
+            return np.zeros(0, dtype=np.float64)
+        held = np.unique(np.concatenate([a, b]))
+        sig = hasher.signatures(self.texts(held))
+        return minhash.estimated_jaccard(sig, np.searchsorted(held, a), np.searchsorted(held, b))
+
+
+def near_decide(
+    view: RowView, spec: NearDedup, ctx: BuildContext | None = None, prior: pl.DataFrame | None = None
+) -> Decision:
+    """Over all rows' band keys: candidate pairs, verified, connected components, one row kept per component."""
+    if prior is None:
+        prior = _prior_rows(spec, ctx) if ctx is not None and spec.against else pl.DataFrame()
+    if prior.height:
+        prior = prior.hstack(near_keys(prior, spec))
+    rows_of = _Rows(view, prior, spec.scope)
+    bands, rows = banding(spec)
+    hasher = minhash.MinHasher(num_perm=spec.num_perm, ngram=spec.ngram)
+    n_prior, total = rows_of.n_prior, rows_of.n_prior + view.height
+    valid = rows_of.array(VALID).astype(np.bool_)
+    digest = rows_of.array(DIGEST).astype(np.uint64)
+    idx = np.flatnonzero(valid).astype(np.int64)
+    left: list[minhash.I64] = []
+    right: list[minhash.I64] = []
+    if len(idx) >= 2:
+        for band in range(bands):
+            la, lb = minhash.band_links(rows_of.array(band_column(band))[idx], idx)
+            if len(la):
+                left.append(la)
+                right.append(lb)
+    a, b = minhash.unique_pairs(left, right, total)
     pair_jaccard = np.zeros(0)
     if spec.verify == "exact":
-        pair_jaccard = minhash.exact_jaccard(texts, a, b, digest, spec.ngram)
+        pair_jaccard = rows_of.exact_jaccard(a, b, digest, spec.ngram)
         ok = pair_jaccard >= spec.threshold
     elif spec.verify == "estimate":
-        ok = minhash.estimated_jaccard(sig, a, b) >= spec.threshold
+        ok = rows_of.estimated_jaccard(a, b, hasher) >= spec.threshold
     else:
         ok = np.ones(len(a), dtype=np.bool_)
-    total = len(texts)
     label = minhash.connected_components(total, a[ok], b[ok])
 
     # survivor[c] = the row component c (labelled by its smallest row index) keeps: an earlier-version row if it
     # holds one (then c < n_prior), else per keep policy among the new rows.
-    if spec.keep == "longest_completion" and df.height:
+    if spec.keep == "longest_completion" and view.height:
         length = np.zeros(total, dtype=np.int64)
-        length[n_prior:] = df.get_column(COMPLETION_TEXT).cast(pl.String).fill_null("").str.len_chars().to_numpy()
+        length[n_prior:] = view.column(CHARS).to_numpy()
         order = np.lexsort((np.arange(total), -length, label))  # by component, longest first, then row order
         heads = order[np.r_[True, label[order][1:] != label[order][:-1]]]
         survivor = np.arange(total, dtype=np.int64)
@@ -128,18 +216,16 @@ def near_dedup(df: pl.DataFrame, spec: NearDedup, against: Sequence[pl.DataFrame
     dropped_mask = keeper[new] != new
     dropped_idx = new[dropped_mask]
     keep_of_dropped = keeper[dropped_idx]
-
-    refs = texts_refs = df.get_column(SOURCE_REF).cast(pl.String)
-    if prior_df is not None:
-        texts_refs = pl.concat([prior_df.get_column(SOURCE_REF).cast(pl.String), refs])
-    dup_of = texts_refs.gather(keep_of_dropped) if len(keep_of_dropped) else pl.Series([], dtype=pl.String)
+    dup_of = rows_of.refs().gather(keep_of_dropped).to_list() if len(keep_of_dropped) else []
     # Jaccard of each dropped row with the row kept for it (below the threshold when they are linked via others)
     jac: npt.NDArray[np.float64]
     if spec.verify == "exact":
-        verified = (a, b, pair_jaccard)
-        jac, jac_key = _exact_jaccard(texts, digest, spec.ngram, verified, dropped_idx, keep_of_dropped), "jaccard"
+        jac, jac_key = (
+            _pair_jaccard(rows_of, digest, spec.ngram, (a, b, pair_jaccard), dropped_idx, keep_of_dropped),
+            "jaccard",
+        )
     else:
-        jac, jac_key = minhash.estimated_jaccard(sig, dropped_idx, keep_of_dropped), "jaccard_estimate"
+        jac, jac_key = rows_of.estimated_jaccard(dropped_idx, keep_of_dropped, hasher), "jaccard_estimate"
     sizes = np.bincount(label, minlength=total)
     evidence = [
         json.dumps(
@@ -152,13 +238,6 @@ def near_dedup(df: pl.DataFrame, spec: NearDedup, against: Sequence[pl.DataFrame
         )
         for i, k, j in zip(dropped_idx.tolist(), keep_of_dropped.tolist(), jac.tolist(), strict=True)
     ]
-    row_drop = pl.Series(dropped_mask)
-    dropped = df.filter(row_drop).with_columns(
-        pl.Series("__dup_of", dup_of, dtype=pl.String), pl.Series("__ev", evidence, dtype=pl.String)
-    )
-    rejects = make_rejects(
-        dropped, "near_dedup", "near_duplicate", evidence=pl.col("__ev"), duplicate_of=pl.col("__dup_of")
-    )
     report: dict[str, object] = {
         "scope": spec.scope,
         "threshold": spec.threshold,
@@ -174,11 +253,17 @@ def near_dedup(df: pl.DataFrame, spec: NearDedup, against: Sequence[pl.DataFrame
         "duplicates_of_earlier_versions": int((keep_of_dropped < n_prior).sum()),
         "rows_without_shingles": int((~valid[n_prior:]).sum()),
     }
-    return StepResult(kept=df.filter(~row_drop), rejects=rejects, report=report)
+    return Decision(
+        drop=(dropped_idx - n_prior).astype(np.int64),
+        reason="near_duplicate",
+        evidence=evidence,
+        duplicate_of=dup_of,
+        report=report,
+    )
 
 
-def _exact_jaccard(
-    texts: pl.Series,
+def _pair_jaccard(
+    rows_of: _Rows,
     digest: minhash.U64,
     ngram: int,
     verified: tuple[minhash.I64, minhash.I64, npt.NDArray[np.float64]],
@@ -190,26 +275,45 @@ def _exact_jaccard(
     a, b, known = verified
     width = np.int64(max(int(x.max(initial=0)), int(y.max(initial=0)), int(b.max(initial=0))) + 1)
     codes = a * width + b
-    want = np.minimum(x, y) * width + np.maximum(x, y)
+    lo, hi = np.minimum(x, y), np.maximum(x, y)
+    want = lo * width + hi
     pos = np.minimum(np.searchsorted(codes, want), max(len(codes) - 1, 0))
     found = codes[pos] == want if len(codes) else np.zeros(len(want), dtype=np.bool_)
     out = np.empty(len(want), dtype=np.float64)
     out[found] = known[pos[found]]
-    out[~found] = minhash.exact_jaccard(texts, x[~found], y[~found], digest, ngram)
+    out[~found] = rows_of.exact_jaccard(lo[~found], hi[~found], digest, ngram)
     return out
 
 
-def _run(df: pl.DataFrame, spec: NearDedup, ctx: BuildContext) -> StepResult:
+def _prior_rows(spec: NearDedup, ctx: BuildContext) -> pl.DataFrame:
+    """The rows of the earlier versions named by ``against`` (train and eval, each source_ref once per version)."""
     from cardtune.curate.rows import with_flat_text
     from cardtune.curate.store import versions
 
-    against = []
+    frames = []
     for ref in spec.against:
         version_dir = ctx.inputs.version(ref)
-        frames = [versions.read_split(version_dir, s) for s in ("train", "eval")]
-        rows = pl.concat(frames, how="vertical_relaxed").unique(SOURCE_REF, keep="first", maintain_order=True)
-        against.append(with_flat_text(rows))
-    return near_dedup(df, spec, against=against)
+        split_rows = [versions.read_split(version_dir, s) for s in ("train", "eval")]
+        rows = pl.concat(split_rows, how="vertical_relaxed").unique(SOURCE_REF, keep="first", maintain_order=True)
+        if rows.height:
+            frames.append(with_flat_text(rows).select(PROMPT_TEXT, COMPLETION_TEXT, SOURCE_REF))
+    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+
+
+def near_dedup(df: pl.DataFrame, spec: NearDedup, against: Sequence[pl.DataFrame] = ()) -> StepResult:
+    """Drop near duplicates (MinHash LSH, verified, connected components); see the module docstring."""
+    prior = [frame.select(PROMPT_TEXT, COMPLETION_TEXT, SOURCE_REF) for frame in against if frame.height]
+    prior_df = pl.concat(prior, how="vertical_relaxed") if prior else pl.DataFrame()
+    decision = near_decide(FrameView(df.hstack(near_keys(df, spec))), spec, prior=prior_df)
+    mask = np.zeros(df.height, dtype=np.bool_)
+    mask[decision.drop] = True
+    return StepResult(
+        df.filter(pl.Series(~mask)), rejects_of(df[decision.drop], "near_dedup", decision), decision.report
+    )
+
+
+def _run(df: pl.DataFrame, spec: NearDedup, ctx: BuildContext) -> StepResult:
+    return near_dedup(df, spec, against=[_prior_rows(spec, ctx)] if spec.against else [])
 
 
 def _inputs(spec: NearDedup) -> list[InputRef]:
@@ -222,6 +326,8 @@ NEAR_DEDUP = Filter(
     spec=NearDedup,
     run=_run,
     locality="global",
+    keys=near_keys,
+    decide=near_decide,
     title="near dedup",
     inputs=_inputs,
     summary="Near dedup (MinHash LSH, candidate pairs verified on their exact Jaccard)",

@@ -82,8 +82,8 @@ def render_report(version_dir: Path) -> str:
     ]
     if m.filter_reports:
         lede = "What each filter reported (e.g. decontamination per benchmark)."
-        sections.append(("filter-reports", "Filter reports", lede, _filter_reports(m)))
-    sections.append(("samples", "Samples", "The first stored rows of each task.", _samples(version_dir, m, colors)))
+        sections.append(("filter-reports", "Filter reports", lede, filter_reports(m)))
+    sections.append(("samples", "Samples", "The first stored rows of each task.", samples(version_dir, m, colors)))
     toc = (
         "".join(f'<a href="#{sid}">{title}</a>' for sid, title, _, _ in sections)
         + '<a href="#provenance">Provenance</a>'
@@ -98,7 +98,7 @@ def render_report(version_dir: Path) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{esc(title)}</title>'
         f"<style>{css}</style></head><body>{_header(m)}<main>"
-        f'<nav class="toc">{toc}</nav>{_kpis(m)}{body}{_footer(m)}</main></body></html>\n'
+        f'<nav class="toc">{toc}</nav>{kpis(m)}{body}{_footer(m)}</main></body></html>\n'
     )
 
 
@@ -117,7 +117,7 @@ def _header(m: Manifest) -> str:
     return f'<header class="top"><div class="wrap"><h1>{name}</h1><div class="meta">{meta}</div></div></header>'
 
 
-def _kpis(m: Manifest) -> str:
+def kpis(m: Manifest) -> str:
     c, tokens = m.counts, m.tokens
     items = [
         ("source rows", total(c.source)),
@@ -165,11 +165,11 @@ def _rejects(version_dir: Path, colors: Mapping[str, str]) -> str:
     return (
         card(legend((t, col) for t, col in colors.items() if t in seen) + chart)
         + card(counts)
-        + card(lede + "".join(_reject_example(r, colors) for r in shown), "Examples with evidence")
+        + card(lede + "".join(reject_example(r, colors) for r in shown), "Examples with evidence")
     )
 
 
-def _reject_example(r: Mapping[str, Any], colors: Mapping[str, str]) -> str:
+def reject_example(r: Mapping[str, Any], colors: Mapping[str, str]) -> str:
     evidence = r.get("evidence") or ""
     with contextlib.suppress(ValueError, TypeError):  # not JSON: show it as it is
         evidence = json.dumps(json.loads(evidence), indent=2, ensure_ascii=False, sort_keys=True)
@@ -207,7 +207,7 @@ def _cell(value: Any) -> object:
     return value if isinstance(value, int) else clip(value, 240)
 
 
-def _filter_reports(m: Manifest) -> str:
+def filter_reports(m: Manifest) -> str:
     """Each filter's own report: scalars as key/value rows, lists of records as tables (e.g. per benchmark)."""
     reports = m.filter_reports
     out = []
@@ -234,7 +234,7 @@ def _is_records(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, Mapping) for v in value)
 
 
-def _samples(version_dir: Path, m: Manifest, colors: Mapping[str, str]) -> str:
+def samples(version_dir: Path, m: Manifest, colors: Mapping[str, str]) -> str:
     """The first rows of each task (train, else eval; held-out tasks from heldout)."""
     cards = []
     for t in m.tasks:

@@ -85,7 +85,8 @@ def counts_table(manifest: Manifest) -> Table:
     counts = manifest.counts
     table = Table(title="rows per task through the pipeline", title_justify="left")
     table.add_column("task")
-    for col in ("source", "rendered", *[f"−{f.name}" for f in counts.filters], *store.SPLITS):
+    splits = [name.replace("eval_unseen_templates", "unseen templates") for name, _ in counts.splits.items()]
+    for col in ("source", "rendered", *[f"−{f.name}" for f in counts.filters], *splits):
         table.add_column(col, justify="right")
     for task in manifest.tasks:
         name = task.name

@@ -124,11 +124,14 @@ def apply_columns(frame: pl.DataFrame, task: Task, label: str) -> pl.DataFrame:
     return frame.rename(mapping)
 
 
-def with_source_ref(frame: pl.DataFrame, task: Task, label: str) -> pl.DataFrame:
-    """Add ``source_ref`` = ``<task>:<id>`` from ``id_column`` (must be unique) or the row index."""
+def with_source_ref(frame: pl.DataFrame, task: Task, label: str, offset: int = 0) -> pl.DataFrame:
+    """Add ``source_ref`` = ``<task>:<id>`` from ``id_column`` (must be unique) or the row index.
+
+    ``offset`` is the source row number of ``frame``'s first row (a partition of the source).
+    """
     id_column = task.source.id_column
     if id_column is None:
-        ids = pl.int_range(0, pl.len(), dtype=pl.Int64).cast(pl.String)
+        ids = pl.int_range(offset, offset + pl.len(), dtype=pl.Int64).cast(pl.String)
     else:
         if id_column not in frame.columns:
             raise UserInputError(
@@ -138,7 +141,7 @@ def with_source_ref(frame: pl.DataFrame, task: Task, label: str) -> pl.DataFrame
         nulls = frame.select(pl.col(id_column).is_null().arg_true().head(1)).to_series()
         if len(nulls):
             raise UserInputError(
-                f"{label}: task {task.name!r}: id_column {id_column!r} is null in row {int(nulls[0]) + 1} "
+                f"{label}: task {task.name!r}: id_column {id_column!r} is null in row {offset + int(nulls[0]) + 1} "
                 "(every row needs an id)"
             )
         dup = frame.filter(pl.col(id_column).is_duplicated()).select(id_column).head(1)

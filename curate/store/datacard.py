@@ -28,6 +28,7 @@ def source_label(card: Card, task_index: int) -> str:
 def render_readme(card: Card, version: str, manifest: Manifest) -> str:
     """The dataset card text for a version."""
     counts = dict(manifest.counts.splits.items())
+    names = list(counts)  # train, eval, heldout (and eval_unseen_templates when the version has it)
     total = sum(sum(split.values()) for split in counts.values())
     front = {
         "license": card.license,
@@ -39,13 +40,12 @@ def render_readme(card: Card, version: str, manifest: Manifest) -> str:
         "configs": [
             {
                 "config_name": "default",
-                "data_files": [{"split": split, "path": f"{split}.parquet"} for split in ("train", "eval", "heldout")],
+                "data_files": [{"split": split, "path": f"{split}.parquet"} for split in names],
             }
         ],
         "dataset_info": {
             "splits": [
-                {"name": split, "num_examples": sum(counts.get(split, {}).values())}
-                for split in ("train", "eval", "heldout")
+                {"name": split, "num_examples": sum(counts.get(split, {}).values())} for split in names
             ]
         },
     }

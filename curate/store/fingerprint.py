@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 ID_LENGTH = 16  # hex characters of the sha256 shown as the version id
 # Bump when the same inputs would give other output bytes (and re-pin tests/golden_digests.json).
-CURATION_FORMAT = 3
+CURATION_FORMAT = 4  # 4: splits streamed from the partitioned spill in fixed 65,536-row groups (pyarrow writer)
 
 
 def canonical_json(value: Any) -> bytes:

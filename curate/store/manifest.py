@@ -7,7 +7,10 @@ Every model is frozen and refuses unknown keys. A manifest whose ``format`` is n
 refused with one line that names the file and says to rebuild — there is no migration of old manifests.
 
 Format 2 (this release) differs from format 1: per-filter drops are an ordered list (pipeline order survives
-the sorted keys on disk, so the ``filter_order`` key is gone) and step timings are an ordered list.
+the sorted keys on disk, so the ``filter_order`` key is gone) and step timings are an ordered list. Two optional
+keys were added within format 2 and are written only by versions that use unseen templates (so every other
+version's manifest is byte-for-byte what it was): ``counts.splits.eval_unseen_templates`` and
+``tasks[].unseen_templates``.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ class TaskEntry(Record):
 
     name: str
     held_out: bool
-    templates: tuple[str, ...]
+    templates: tuple[str, ...]  # the templates that render its train and eval rows
+    # eval-only templates (held_out_templates, eval.templates); the key is absent when there are none
+    unseen_templates: tuple[str, ...] = Field((), exclude_if=lambda v: not v)
 
 
 class FilterDrops(Record):
@@ -62,10 +67,14 @@ class Splits(Record):
     train: PerTask
     eval: PerTask
     heldout: PerTask
+    # eval rows rendered with unseen templates; the key is absent for versions without any
+    eval_unseen_templates: PerTask | None = Field(None, exclude_if=lambda v: v is None)
 
     def items(self) -> Iterator[tuple[str, PerTask]]:
-        """(split name, rows per task) in the store's split order: train, eval, heldout."""
+        """(split name, rows per task) in the store's split order: train, eval, heldout[, eval_unseen_templates]."""
         yield from (("train", self.train), ("eval", self.eval), ("heldout", self.heldout))
+        if self.eval_unseen_templates is not None:
+            yield "eval_unseen_templates", self.eval_unseen_templates
 
     def of(self, split: str) -> PerTask:
         """Rows per task of one split by name."""

@@ -26,6 +26,7 @@ from cardtune.curate.rows import INTERNAL_COLUMNS
 from cardtune.curate.store.manifest import Manifest, parse_manifest
 
 SPLITS = ("train", "eval", "heldout")
+UNSEEN_SPLIT = "eval_unseen_templates"  # written only by versions with unseen templates (templating/unseen.py)
 MANIFEST = "manifest.json"
 TMP_PREFIX = ".tmp-"
 
@@ -145,16 +146,20 @@ def read_manifest(version_dir: str | Path) -> Manifest:
 
 def read_split(version_dir: str | Path, split: str) -> pl.DataFrame:
     """One split of a version as a polars frame."""
-    if split not in (*SPLITS, "rejects"):
-        raise UserInputError(f"unknown split {split!r}; one of {', '.join((*SPLITS, 'rejects'))}")
-    read_manifest(version_dir)
+    if split not in (*SPLITS, UNSEEN_SPLIT, "rejects"):
+        raise UserInputError(f"unknown split {split!r}; one of {', '.join((*SPLITS, UNSEEN_SPLIT, 'rejects'))}")
+    manifest = read_manifest(version_dir)
+    if split == UNSEEN_SPLIT and manifest.counts.splits.eval_unseen_templates is None:
+        raise UserInputError(f"{version_dir}: this version has no {UNSEEN_SPLIT} split (no unseen templates)")
     return pl.read_parquet(Path(version_dir) / f"{split}.parquet")
 
 
 def load_version(version_dir: str | Path) -> Any:
-    """A version as a ``datasets.DatasetDict`` with ``train``, ``eval`` and ``heldout`` (in memory)."""
+    """A version as a ``datasets.DatasetDict`` with ``train``, ``eval``, ``heldout`` (in memory), and
+    ``eval_unseen_templates`` when the version has unseen templates."""
     version_dir = Path(version_dir)
-    read_manifest(version_dir)
+    manifest = read_manifest(version_dir)
+    names = (*SPLITS, UNSEEN_SPLIT) if manifest.counts.splits.eval_unseen_templates is not None else SPLITS
     try:
         import datasets
         import pyarrow.parquet as pq
@@ -163,7 +168,7 @@ def load_version(version_dir: str | Path) -> Any:
             "loading a version as a DatasetDict needs `datasets`: pip install 'cardtune[hf]'"
         ) from None
     return datasets.DatasetDict(
-        {split: datasets.Dataset(pq.read_table(version_dir / f"{split}.parquet")) for split in SPLITS}
+        {split: datasets.Dataset(pq.read_table(version_dir / f"{split}.parquet")) for split in names}
     )
 
 

@@ -16,6 +16,9 @@ A template is simple when every part (system, prompt, completion) is only ``Outp
 * ``{{ answer_choices | options("letters") }}`` over static choices in a style that reads no row hash
   (``HASH_FREE_STYLES``): a constant, formatted once by the same ``format_options`` the filter calls.
 
+A `jinja` template is simple when its whole text is such a part and its one split marker is literal text
+(``_split_parts``): the text before and after the marker become the prompt and completion parts.
+
 Anything else — control flow, other filters (``choice``, ``options`` with the default ``random`` style or
 ``bullets``: they read the row hash), macros,
 ``messages`` templates, answer choices given as Jinja, few-shot exemplars, nullable or null inputs, other
@@ -39,7 +42,7 @@ from jinja2 import nodes
 from cardtune.curate.rows import CHOICE_ID, COMPLETION_TEXT, ROW, SOURCE_REF, SYSTEM_TEXT, TEMPLATE_ID, USER_TEXT
 from cardtune.curate.templating import jinja_env
 from cardtune.curate.templating.engine import assemble, take
-from cardtune.curate.templating.jinja_env import ENV, LETTERS, PROVIDED, format_options
+from cardtune.curate.templating.jinja_env import ENV, LETTERS, PROTECTOR, PROVIDED, format_options
 from cardtune.curate.templating.library import Part, Template
 from cardtune.curate.templating.plan import PlanSlice
 
@@ -70,6 +73,7 @@ class FastPlan:
     user: FastPart
     completion: FastPart
     string_inputs: tuple[str, ...]
+    whole: FastPart | None = None  # a `jinja` template's whole text, unsplit: each row must render one marker
 
 
 def _is_int(dtype: pl.DataType) -> bool:
@@ -141,27 +145,82 @@ def _expr(node: nodes.Node, dtypes: Mapping[str, pl.DataType], static: tuple[str
     return None
 
 
-def _part(
-    part: Part, dtypes: Mapping[str, pl.DataType], static: tuple[str, ...] | None, strip: bool
-) -> FastPart | None:
-    pieces: list[pl.Expr] = []
-    literal: list[str] = []
+def _outputs(part: Part) -> list[nodes.Node] | None:
+    """The children of a body made only of ``Output`` nodes, in order (None for anything else)."""
+    children: list[nodes.Node] = []
     for stmt in part.ast.body:
         if not isinstance(stmt, nodes.Output):
             return None
-        for child in stmt.nodes:
-            if isinstance(child, nodes.TemplateData):
-                text = str(child.data)
-            elif isinstance(child, nodes.Const) and type(child.value) in (str, int):
-                text = str(child.value)
-            else:
-                expr = _expr(child, dtypes, static)
-                if expr is None:
-                    return None
-                pieces.append(expr)
-                continue
-            literal.append(text)
-            pieces.append(pl.lit(text, dtype=pl.String))
+        children.extend(stmt.nodes)
+    return children
+
+
+def _literal(child: nodes.Node) -> str | None:
+    if isinstance(child, nodes.TemplateData):
+        return str(child.data)
+    if isinstance(child, nodes.Const) and type(child.value) in (str, int):
+        return str(child.value)
+    return None
+
+
+def _part(
+    part: Part, dtypes: Mapping[str, pl.DataType], static: tuple[str, ...] | None, strip: bool
+) -> FastPart | None:
+    children = _outputs(part)
+    return None if children is None else _pieces(children, dtypes, static, strip)
+
+
+def _split_parts(
+    t: Template, dtypes: Mapping[str, pl.DataType], static: tuple[str, ...] | None
+) -> tuple[FastPart, FastPart, FastPart] | None:
+    """A `jinja` template of ``Output`` nodes only, whose one marker is literal text: (prompt, completion, whole).
+
+    A row value's marker does not split (the Jinja path protects it), so the literal marker splits every row's
+    render at the same place; ``render_group`` still checks that each row renders exactly one marker (a value
+    ending in ``|`` next to literal ``||`` would make another). Declined when a constant may print the marker.
+    """
+    marker, jinja = t.spec.split, t.jinja
+    if jinja is None or not marker or any(marker in c for c in static or ()):
+        return None
+    children = _outputs(jinja)
+    if children is None:
+        return None
+    consts = [
+        text
+        for node in jinja.ast.find_all(nodes.Const)
+        for text in (node.value if isinstance(node.value, (list, tuple)) else [node.value])
+        if isinstance(text, str)
+    ]
+    literals = [_literal(c) for c in children]
+    data = [str(n.data) for n in jinja.ast.find_all(nodes.TemplateData)]
+    if sum(text.count(marker) for text in consts + data) != 1:
+        return None
+    at = next((i for i, text in enumerate(literals) if text is not None and marker in text), None)
+    if at is None:  # the marker sits in a constant inside an expression
+        return None
+    before, after = str(literals[at]).split(marker)
+    prompt = [*children[:at], nodes.TemplateData(before)]
+    completion = [nodes.TemplateData(after), *children[at + 1 :]]
+    p, c = _pieces(prompt, dtypes, static, t.spec.strip), _pieces(completion, dtypes, static, t.spec.strip)
+    whole = _pieces(children, dtypes, static, False)
+    return (p, c, whole) if p is not None and c is not None and whole is not None else None
+
+
+def _pieces(
+    children: list[nodes.Node], dtypes: Mapping[str, pl.DataType], static: tuple[str, ...] | None, strip: bool
+) -> FastPart | None:
+    pieces: list[pl.Expr] = []
+    literal: list[str] = []
+    for child in children:
+        text = _literal(child)
+        if text is None:
+            expr = _expr(child, dtypes, static)
+            if expr is None:
+                return None
+            pieces.append(expr)
+            continue
+        literal.append(text)
+        pieces.append(pl.lit(text, dtype=pl.String))
     out = pl.concat_str(pieces) if pieces else pl.lit("", dtype=pl.String)
     if strip:
         out = out.str.strip_chars(PY_WHITESPACE)
@@ -176,7 +235,7 @@ def plan(
     ``few_shot`` is whether the task configures exemplars (``Task.few_shot``); templates that get them are
     never simple.
     """
-    if t.spec.messages is not None or t.choices is not None or len(t.turns) != 1:
+    if t.spec.messages is not None or t.choices is not None or (len(t.turns) != 1 and t.jinja is None):
         return None
     if t.shots == "few" or (t.shots == "any" and few_shot):
         return None
@@ -189,14 +248,25 @@ def plan(
             return None
         dtypes[name] = dtype
     static = t.static_choices()
-    parts = [_part(p, dtypes, static, t.spec.strip) for p in (t.system, t.turns[0][1], t.completion) if p is not None]
-    if any(p is None for p in parts):
+    system = _part(t.system, dtypes, static, t.spec.strip) if t.system is not None else None
+    if t.system is not None and system is None:
         return None
-    fast = [p for p in parts if p is not None]
-    system = fast.pop(0) if t.system is not None else None
-    user, completion = fast
+    whole: FastPart | None = None
+    sides: tuple[FastPart, FastPart] | None
+    if t.jinja is not None:
+        split = _split_parts(t, dtypes, static)
+        sides, whole = (split[:2], split[2]) if split is not None else (None, None)
+    else:
+        assert t.completion is not None
+        user_part, completion_part = _part(t.turns[0][1], dtypes, static, t.spec.strip), None
+        if user_part is not None:
+            completion_part = _part(t.completion, dtypes, static, t.spec.strip)
+        sides = (user_part, completion_part) if user_part is not None and completion_part is not None else None
+    if sides is None:
+        return None
+    user, completion = sides
     strings = tuple(n for n, d in dtypes.items() if d == pl.String)
-    return FastPlan(t, system, user, completion, strings)
+    return FastPlan(t, system, user, completion, strings, whole)
 
 
 def _is_blank(col: str) -> pl.Expr:
@@ -215,6 +285,13 @@ def render_group(rows: pl.DataFrame, p: FastPlan) -> pl.DataFrame | None:
     parts = [(SYSTEM_TEXT, p.system), (USER_TEXT, p.user), (COMPLETION_TEXT, p.completion)]
     if any(part is not None and out.get_column(col).null_count() for col, part in parts):
         return None  # a lookup out of range: the Jinja path raises it
+    marker = p.template.spec.split
+    if p.whole is not None and marker is not None and out.height:
+        protected = rows.with_columns(
+            pl.col(n).str.replace_all(marker, PROTECTOR, literal=True) for n in p.string_inputs
+        ).select(p.whole.expr.str.count_matches(marker, literal=True))
+        if (protected.to_series() != 1).any():
+            return None  # a row renders another marker: the Jinja path raises it
     blank_parts = [col for col, part in parts if part is not None and part.may_be_blank]
     if not blank_parts or out.height == 0:
         return out

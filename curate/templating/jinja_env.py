@@ -27,6 +27,10 @@ from cardtune.curate.templating.sandbox import BoundedSandbox
 PROVIDED = frozenset({"answer_choices", ROW_HASH})
 """Names the renderer supplies itself; templates use them without declaring them as inputs."""
 
+PROTECTOR = "3ed2dface8203c4c9dfb1a5dc58e41e0"
+"""What a split marker (``|||``) inside a row's text value stands in for while a template renders, so only the
+template's own markers split (promptsource's ``Template.pipe_protector``: the same text, so outputs agree)."""
+
 OPTION_STYLES = ("flan", "bullets", "letters", "letters_dot", "numbers", "inline")
 """Explicit styles for ``options``; ``random`` (the default) picks one of these per row, stably."""
 

@@ -4,7 +4,7 @@ Owns: the pydantic models of a template file (``templates/<family>/<name>.yaml``
 ``Template`` (one compiled template: each Jinja part compiled once in the sandbox, with the file line of
 every part so errors read ``file:line: templates[2].prompt: ...``), loading a file / directory / the shipped
 library, and ``TemplateLibrary.resolve`` (ids and globs, with "did you mean").
-The file schema lives in ``template_schema.py`` (re-exported here); rendering rows in ``render.py``; lint in ``lint.py``; promptsource import in ``promptsource.py``.
+The file schema lives in ``schema.py`` (re-exported here); rendering rows in ``render.py``; lint in ``lint.py``; promptsource import in ``promptsource.py``.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ __all__ = [
     "load_templates",
     "resolve_card_templates",
     "template_bytes",
+    "templates_from_text",
 ]
 
 
@@ -79,9 +80,10 @@ class Template:
     examples: tuple[dict[str, Any], ...]
     system: Part | None
     turns: tuple[tuple[str, Part], ...]  # (role, part) of the prompt side: user/assistant turns, no system
-    completion: Part
+    completion: Part | None  # None for a `jinja` template: its completion is the rendered text after `split`
     choices: Part | None  # answer_choices given as Jinja
     notes: tuple[str, ...] = field(default=())  # conversion notes (promptsource import)
+    jinja: Part | None = None  # the `jinja` form: the whole text, rendered once per row and split at `spec.split`
 
     @property
     def id(self) -> str:
@@ -95,9 +97,14 @@ class Template:
     def shots(self) -> str:
         return self.spec.metadata.shots
 
+    @property
+    def split(self) -> str | None:
+        """The marker a `jinja` template's rendered text is split at (None for the other forms)."""
+        return self.spec.split
+
     def parts(self) -> list[Part]:
         out = [p for p in (self.system, self.choices) if p is not None]
-        return out + [p for _, p in self.turns] + [self.completion]
+        return out + [p for _, p in self.turns] + [p for p in (self.completion, self.jinja) if p is not None]
 
     def variables(self) -> set[str]:
         """Every variable the Jinja sources read from the row (names the renderer provides excluded)."""
@@ -113,7 +120,9 @@ class Template:
         """The constant text of the Jinja sources (``TemplateData`` nodes) and answer choices: boilerplate."""
         chunks: list[str] = []
         for part in self.parts():
-            chunks.extend(str(n.data) for n in part.ast.find_all(nodes.TemplateData))
+            for node in part.ast.find_all(nodes.TemplateData):
+                text = str(node.data)  # the split marker of a `jinja` template is never output: not boilerplate
+                chunks.extend(text.split(self.spec.split) if part is self.jinja and self.spec.split else [text])
         chunks.extend(self.static_choices() or ())
         return "\n".join(c for c in chunks if c.strip())
 
@@ -230,8 +239,11 @@ def templates_from_located(
         system = comp((*base, "system"), spec.system) if spec.system is not None else None
         choices = comp((*base, "answer_choices"), spec.answer_choices) if isinstance(spec.answer_choices, str) else None
         turns: list[tuple[str, Part | None]] = []
-        completion: Part | None
-        if spec.messages is not None:
+        completion: Part | None = None
+        whole: Part | None = None
+        if spec.jinja is not None:
+            whole = comp((*base, "jinja"), spec.jinja)
+        elif spec.messages is not None:
             for j, msg in enumerate(spec.messages):
                 part = comp((*base, "messages", j, "content"), msg.content)
                 if msg.role == "system":
@@ -243,7 +255,7 @@ def templates_from_located(
             assert spec.prompt is not None and spec.completion is not None
             turns.append(("user", comp((*base, "prompt"), spec.prompt)))
             completion = comp((*base, "completion"), spec.completion)
-        if any(p is None for p in parts.values()) or completion is None:
+        if any(p is None for p in parts.values()) or (completion is None and whole is None):
             continue
         out.append(
             Template(
@@ -258,6 +270,7 @@ def templates_from_located(
                 completion=completion,
                 choices=choices,
                 notes=(notes or {}).get(spec.id, ()),
+                jinja=whole,
             )
         )
     seen: dict[str, int] = {}
@@ -278,13 +291,18 @@ def _is_promptsource(data: object) -> bool:
 
 def load_template_file(path: Path) -> list[Template]:
     """Load one file: our format, or a promptsource ``templates.yaml`` (converted; see ``promptsource.py``)."""
-    text = read_user_file(path, what="template file")
-    check_bounded(text, str(path))  # alias bombs and recursive aliases, before anything walks the YAML
-    located = None if "!Template" in text else load_located(text, str(path))
+    return templates_from_text(read_user_file(path, what="template file"), str(path))
+
+
+def templates_from_text(text: str, file: str) -> list[Template]:
+    """The templates of a template file's text (``file`` names it in errors); what ``load_template_file`` does
+    after reading (``cardtune studio`` checks unsaved edits with it)."""
+    check_bounded(text, file)  # alias bombs and recursive aliases, before anything walks the YAML
+    located = None if "!Template" in text else load_located(text, file)
     if located is None or _is_promptsource(located.data):
         from cardtune.curate.templating.promptsource import convert_promptsource
 
-        return convert_promptsource(text, str(path)).templates  # the text already read, not the file again
+        return convert_promptsource(text, file).templates  # the text already read, not the file again
     return templates_from_located(located, text)
 
 
@@ -416,9 +434,14 @@ class TemplateLibrary:
 def template_bytes(t: Template) -> bytes:
     """Canonical bytes of a template (its validated spec as sorted JSON): what a version id hashes.
 
-    Formatting and comments in the file do not change it; any change to text, inputs or metadata does.
+    Formatting and comments in the file do not change it; any change to text, inputs or metadata does. The
+    fields of the `jinja` form are left out when unused, so templates of the other forms keep their bytes.
     """
-    return json.dumps(t.spec.model_dump(mode="json"), sort_keys=True, ensure_ascii=False).encode("utf-8")
+    spec = t.spec.model_dump(mode="json")
+    for name in ("jinja", "split"):
+        if spec[name] is None:
+            del spec[name]
+    return json.dumps(spec, sort_keys=True, ensure_ascii=False).encode("utf-8")
 
 
 def resolve_card_templates(card: Any, inputs: Any) -> dict[str, list[Template]]:

@@ -11,6 +11,11 @@ Errors name the template, the file line of the failing Jinja line, the task and 
 a task reports its first bad row in row order, whichever engine met it. An empty prompt or completion from
 non-empty inputs is an error (a template bug), never an empty example; when a row's own input is empty, the
 row renders and the quality filter drops it with its reason. There is no unseeded randomness.
+
+A `jinja` template (``spec.split``) renders its whole text once per row, in the same sandbox and budget as any
+part, and splits it at its marker, which must appear exactly once; each side is then stripped and checked like
+a prompt and completion. A marker inside a row's text value is protected while rendering (as promptsource
+does), so only the template's own markers split; the same holds for answer choices given as Jinja.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from cardtune.curate.errors import Issue, UserInputError, did_you_mean
 from cardtune.curate.rows import CHOICE_ID, COMPLETION_TEXT, ROW_HASH, SOURCE_REF, SYSTEM_TEXT, TEMPLATE_ID, USER_TEXT
 from cardtune.curate.templating.engine import Engine, RowFailure, Turns, assemble, in_row_order, take
 from cardtune.curate.templating.fastrender import FastEngine
-from cardtune.curate.templating.jinja_env import ENV
+from cardtune.curate.templating.jinja_env import ENV, PROTECTOR
 from cardtune.curate.templating.library import CHOICE_SEP, Part, Template
 from cardtune.curate.templating.passthrough import PassthroughEngine
 from cardtune.curate.templating.plan import PlanSlice, RowPlan
@@ -87,21 +92,67 @@ def _failure(t: Template, part: Part, ctx: dict[str, Any], exc: Exception) -> Re
     return RenderError(t, part, _template_line(exc), f"{part.name}: {kind}{message}")
 
 
-def _run(t: Template, part: Part, ctx: dict[str, Any]) -> str:
-    """Render one part; ``ctx`` already holds the globals (see ``render_row``), so it is shared, not copied."""
+def _text(t: Template, part: Part, ctx: dict[str, Any]) -> str:
+    """Render one part as is; ``ctx`` already holds the globals (see ``render_row``), so it is shared, not copied."""
     compiled = part.compiled
     try:
-        text = "".join(compiled.root_render_func(compiled.new_context(ctx, shared=True)))
+        return "".join(compiled.root_render_func(compiled.new_context(ctx, shared=True)))
     except Exception as exc:
         raise _failure(t, part, ctx, exc) from None
+
+
+def _finish(t: Template, part: Part, text: str, ctx: dict[str, Any], label: str | None = None) -> str:
+    """``strip`` and the empty rule: blank text is an error unless one of the row's own inputs is blank."""
     if t.spec.strip:
         text = text.strip()
     if not text.strip():
         if any(isinstance(ctx.get(name), str) and not ctx[name].strip() for name in t.inputs):
             # empty because the row's data is empty: keep it, so the quality filter drops it with a reason
             return ""
-        raise RenderError(t, part, None, f"{part.name} rendered empty (an empty example is never kept)")
+        raise RenderError(t, part, None, f"{label or part.name} rendered empty (an empty example is never kept)")
     return text
+
+
+def _run(t: Template, part: Part, ctx: dict[str, Any]) -> str:
+    return _finish(t, part, _text(t, part, ctx), ctx)
+
+
+def _protected(ctx: dict[str, Any], row: dict[str, Any], marker: str) -> dict[str, Any] | None:
+    """``ctx`` with ``marker`` in the row's text values replaced by ``PROTECTOR``; None when no value has it."""
+    hits = {k: v.replace(marker, PROTECTOR) for k, v in row.items() if isinstance(v, str) and marker in v}
+    return {**ctx, **hits} if hits else None
+
+
+def _split_run(t: Template, ctx: dict[str, Any], row: dict[str, Any]) -> tuple[str, str]:
+    """A `jinja` template's (prompt, completion): the whole text rendered once, split at its one marker."""
+    part, marker = t.jinja, t.spec.split
+    assert part is not None and marker is not None
+    text = _text(t, part, _protected(ctx, row, marker) or ctx)
+    pieces = text.split(marker)
+    if len(pieces) != 2:
+        found = len(pieces) - 1
+        message = (
+            f"jinja rendered no `{marker}` for this row, so it has no completion (the template does not apply to "
+            "it; promptsource leaves such rows out): filter these rows out of the task's source"
+            if not found
+            else f"jinja rendered `{marker}` {found} times for this row; exactly one separates prompt and completion"
+        )
+        raise RenderError(t, part, None, message)
+    prompt, completion = (piece.replace(PROTECTOR, marker) for piece in pieces)
+    return (
+        _finish(t, part, prompt, ctx, f"jinja (the prompt, before `{marker}`)"),
+        _finish(t, part, completion, ctx, f"jinja (the completion, after `{marker}`)"),
+    )
+
+
+def _sides(t: Template, ctx: dict[str, Any], row: dict[str, Any]) -> tuple[list[tuple[str, str]], str]:
+    """The prompt-side turns and the completion of one row."""
+    if t.jinja is not None:
+        prompt, completion = _split_run(t, ctx, row)
+        return [("user", prompt)], completion
+    assert t.completion is not None
+    turns = [(role, _run(t, part, ctx)) for role, part in t.turns]
+    return turns, _run(t, t.completion, ctx)
 
 
 class AnswerChoices(tuple[str, ...]):
@@ -119,12 +170,14 @@ class AnswerChoices(tuple[str, ...]):
         return super().__getitem__(index)
 
 
-def _choices(t: Template, ctx: dict[str, Any]) -> tuple[str, ...] | None:
+def _choices(t: Template, ctx: dict[str, Any], row: dict[str, Any]) -> tuple[str, ...] | None:
     if t.choices is None:
         static = t.static_choices()
         return AnswerChoices(static) if static is not None else None
-    raw = _run(t, t.choices, ctx)
-    return AnswerChoices(c.strip() for c in raw.split(CHOICE_SEP))
+    protected = _protected(ctx, row, CHOICE_SEP)  # a row value's `|||` is text, not a separator
+    raw = _run(t, t.choices, protected or ctx)
+    choices = (c.strip() for c in raw.split(CHOICE_SEP))
+    return AnswerChoices(c.replace(PROTECTOR, CHOICE_SEP) for c in choices) if protected else AnswerChoices(choices)
 
 
 def render_row(
@@ -136,18 +189,18 @@ def render_row(
 ) -> Rendered:
     """Render ``row`` (template inputs → values) through ``t``; ``h`` is the row's stable hash."""
     ctx = {**_GLOBALS, **row, ROW_HASH: h}
-    choices = _choices(t, ctx)
+    choices = _choices(t, ctx, row)
     ctx["answer_choices"] = choices
     system = _run(t, t.system, ctx) if t.system is not None else None
-    turns = [(role, _run(t, part, ctx)) for role, part in t.turns]
-    completion = _run(t, t.completion, ctx)
+    turns, completion = _sides(t, ctx, row)
     if exemplars:
         fmt = t.spec.few_shot
         shots: list[tuple[str, str]] = []
         for ex in exemplars:
             ex_ctx = {**_GLOBALS, **ex, ROW_HASH: h}  # the exemplars share the row's option style
-            ex_ctx["answer_choices"] = _choices(t, ex_ctx)
-            shots.append((_run(t, t.turns[-1][1], ex_ctx), _run(t, t.completion, ex_ctx)))
+            ex_ctx["answer_choices"] = _choices(t, ex_ctx, ex)
+            ex_turns, ex_completion = _sides(t, ex_ctx, ex)
+            shots.append((ex_turns[-1][1], ex_completion))
         if fmt.style == "turns" and mode == "instruction":
             pre = [turn for p, c in shots for turn in (("user", p), ("assistant", c))]
             turns = turns[:-1] + pre + turns[-1:]

@@ -19,6 +19,11 @@ every render bounded:
   off and every bounded operation is intercepted (never folded): ``{{ 9**(9**9) }}`` compiles instantly and
   fails when rendered.
 
+* Row data cannot change. A template may change only the lists and dicts it builds itself (``[...]`` and
+  ``{...}`` literals, which render as ``LocalList`` / ``LocalDict``): ``{% set names = [] %}{{ names.append(x)
+  or "" }}`` works (promptsource templates collect items so), ``{{ row_list.append(x) }}`` is a
+  ``SecurityError``. Such a change lives and dies with the one render, and its size is bounded like any value.
+
 A "render" is one part (prompt, completion, system, answer choices) of one row: its budget lives on the Jinja
 ``Context`` that render creates, so nothing leaks between rows and parallel renders.
 """
@@ -39,7 +44,7 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.filters import make_attrgetter
 from jinja2.runtime import Context, LoopContext, Undefined, markup_join
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import _PassArg
 from markupsafe import EscapeFormatter, Markup
 
@@ -143,6 +148,36 @@ def _charged(context: Context, value: Any) -> Any:
             _size(n, "this expression")
             _budget(context).charge(n)
     return value
+
+
+# ---------------------------------------------------------------------------------------------- local data
+
+
+class LocalList(list[Any]):
+    """A list a template built (a ``[...]`` literal): it prints as a list, and only the template may change it."""
+
+    __slots__ = ()
+
+
+class LocalDict(dict[Any, Any]):
+    """A dict a template built (a ``{...}`` literal); see ``LocalList``."""
+
+    __slots__ = ()
+
+
+_LOCAL = (LocalList, LocalDict)
+_LOCAL_CHANGES = frozenset(
+    {"append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse", "update", "setdefault", "popitem"}
+)
+"""Methods that change a list or dict: allowed on ``LocalList`` / ``LocalDict`` only."""
+
+
+def _local_change(owner: LocalList | LocalDict, name: str, args: tuple[Any, ...]) -> None:
+    """Refuse growing a template's own list or dict past ``MAX_TEXT`` items (checked before it grows)."""
+    if name in ("extend", "update") and args and isinstance(args[0], _SIZED):
+        _size(len(owner) + len(args[0]), f"`.{name}`")
+    elif name in ("append", "insert", "setdefault"):
+        _size(len(owner) + 1, f"`.{name}`")
 
 
 # ---------------------------------------------------------------------------------------------- data check
@@ -539,6 +574,16 @@ class _CodeGenerator(CodeGenerator):
         self.write(f", {weight})")
         return None
 
+    def visit_List(self, node: nodes.List, frame: Frame) -> None:
+        self.write("environment.cardtune_local_list(")
+        super().visit_List(node, frame)
+        self.write(")")
+
+    def visit_Dict(self, node: nodes.Dict, frame: Frame) -> None:
+        self.write("environment.cardtune_local_dict(")
+        super().visit_Dict(node, frame)
+        self.write(")")
+
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.cardtune_concat(context, (")
         for arg in node.nodes:
@@ -598,7 +643,20 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             self.filters[name] = _guarded(self.filters[name], check)
         self.filters["join"] = _join_filter(self.filters["join"])
 
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if attr in _LOCAL_CHANGES and isinstance(obj, (LocalList, LocalDict)):  # the template's own data
+            return SandboxedEnvironment.is_safe_attribute(self, obj, attr, value)
+        return super().is_safe_attribute(obj, attr, value)
+
     # called by compiled templates (see _CodeGenerator)
+    @staticmethod
+    def cardtune_local_list(items: list[Any]) -> LocalList:
+        return LocalList(items)
+
+    @staticmethod
+    def cardtune_local_dict(items: dict[Any, Any]) -> LocalDict:
+        return LocalDict(items)
+
     def cardtune_iter(self, context: Context, iterable: Any, weight: int) -> Any:
         if isinstance(iterable, Undefined):
             return iterable  # iterating it raises the usual "is undefined" error
@@ -657,6 +715,9 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         elif isinstance(obj, types.BuiltinMethodType) and isinstance(getattr(obj, "__self__", None), (str, bytes)):
             owner: Any = obj.__self__
             args = _check_str_method(owner, obj.__name__, args, kwargs)
+        elif isinstance(obj, types.BuiltinMethodType) and isinstance(getattr(obj, "__self__", None), _LOCAL):
+            local: Any = obj.__self__
+            _local_change(local, obj.__name__, args)
         return _charged(context, super().call(context, obj, *args, **kwargs))
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:

@@ -1,8 +1,9 @@
 """The template file schema: pydantic models for ``templates/<family>/<name>.yaml`` (and card-local files).
 
 Owns the field names users write (``family``, ``examples``, ``templates[].id/inputs/system/prompt/
-completion/messages/answer_choices/metadata``) and the checks that need no Jinja: id shape, inputs,
-prompt/completion vs messages. Compiling and loading live in ``templating.py``.
+completion/messages/jinja/split/answer_choices/metadata``) and the checks that need no Jinja: id shape, inputs,
+the three template forms (``prompt``/``completion``, ``messages``, or one ``jinja`` text split at ``split``).
+Compiling and loading live in ``library.py``; ``docs/templates.md`` documents every field.
 """
 
 from __future__ import annotations
@@ -60,6 +61,14 @@ class TemplateSpec(_Strict):
     prompt: str | None = Field(None, description="The user turn (Jinja).")
     completion: str | None = Field(None, description="The assistant answer (Jinja).")
     messages: list[Message] | None = Field(None, description="Multi-turn instead of prompt/completion.")
+    jinja: str | None = Field(
+        None,
+        description="Instead of prompt/completion: one Jinja text rendered whole, then split at `split` into "
+        "prompt and completion (promptsource's form, for a separator inside `{% if %}` blocks).",
+    )
+    split: str | None = Field(
+        None, description="With `jinja`: the marker (e.g. `|||`) each row's rendered text must contain exactly once."
+    )
     answer_choices: list[str] | str | None = Field(
         None, description="A list, or Jinja rendering to choices separated by `|||`."
     )
@@ -75,7 +84,9 @@ class TemplateSpec(_Strict):
             raise ValueError("inputs: names repeat")
         if extra := sorted(set(self.nullable) - set(self.inputs)):
             raise ValueError(f"nullable names {extra} that are not in inputs")
-        if self.messages is not None:
+        if self.jinja is not None or self.split is not None:
+            self._check_whole()
+        elif self.messages is not None:
             if self.prompt is not None or self.completion is not None or self.system is not None:
                 raise ValueError("give either `messages` or `prompt`/`completion` (put a system turn in messages)")
             roles = [m.role for m in self.messages]
@@ -91,6 +102,17 @@ class TemplateSpec(_Strict):
         if isinstance(self.answer_choices, list) and not self.answer_choices:
             raise ValueError("answer_choices: the list is empty")
         return self
+
+    def _check_whole(self) -> None:
+        """The ``jinja`` + ``split`` form: both given, and neither prompt/completion nor messages."""
+        if self.jinja is None:
+            raise ValueError("`split` is only for a `jinja` template (the marker its rendered text is split at)")
+        if self.split is None or not self.split.strip():
+            raise ValueError("`jinja` needs `split`: the marker between prompt and completion, e.g. split: '|||'")
+        if self.prompt is not None or self.completion is not None or self.messages is not None:
+            raise ValueError("give either `jinja` (with `split`) or `prompt`/`completion` or `messages`, not both")
+        if not self.jinja.strip():
+            raise ValueError("`jinja` is empty")
 
 
 class TemplateFile(_Strict):

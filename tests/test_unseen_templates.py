@@ -1,0 +1,161 @@
+"""Held-out templates (``tasks[].held_out_templates``) and eval-only templates (``eval.templates``).
+
+They never render a training row; every eval row of the task is rendered once more with each of them into the
+``eval_unseen_templates`` split; errors name the card's line; cards that use neither keep their version id.
+Also the per-template metrics ``eval`` computes from such rows (``cardtune.train.metrics``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from cardtune.curate.card.validate import validate_card
+from cardtune.curate.errors import UserInputError
+from cardtune.curate.pipeline import build, resolve
+from cardtune.curate.store.manifest import parse_manifest
+from cardtune.curate.store.versions import UNSEEN_SPLIT, load_version
+from cardtune.train.metrics import Tally, spread, template_score
+
+SUITE = Path(__file__).resolve().parent.parent / "data_cards" / "experiments"
+
+
+def card(tmp_path: Path, body: str, mode: str = "instruction") -> Path:
+    """A card in a copy of the experiment suite (its data and templates) with the given tasks (+ extra)."""
+    root = tmp_path / "suite"
+    if not root.exists():
+        shutil.copytree(SUITE / "data", root / "data")
+        shutil.copytree(SUITE / "templates", root / "templates")
+    path = root / "card.yaml"
+    path.write_text(
+        f"name: unseen\nmode: {mode}\ntemplates_dir: templates\n"
+        f"output: {{dir: {tmp_path / 'datasets'}}}\nsplit: {{eval_fraction: 0.05, seed: 1}}\n{body}",
+        encoding="utf-8",
+    )
+    return path
+
+
+TASKS = """\
+tasks:
+  - name: first
+    source: {path: data/lists.jsonl}
+    columns: {answer: first}
+    templates: ["first/*"]
+    held_out_templates: ["first/unseen-*"]
+  - name: last
+    source: {path: data/lists.jsonl}
+    columns: {answer: last}
+    templates: ["last/*"]
+  - name: third
+    source: {path: data/lists.jsonl}
+    columns: {answer: third}
+    templates: ["third/*"]
+    held_out: true
+"""
+
+
+def test_held_out_templates_render_eval_rows_only(tmp_path: Path) -> None:
+    result = build(card(tmp_path, TASKS))
+    vdir = result.version_dir
+    train = pl.read_parquet(vdir / "train.parquet")
+    evals = pl.read_parquet(vdir / "eval.parquet")
+    unseen = pl.read_parquet(vdir / f"{UNSEEN_SPLIT}.parquet")
+    held = {"first/unseen-1", "first/unseen-2"}
+    assert not set(train["template_id"]) & held and not set(evals["template_id"]) & held
+    assert set(train.filter(pl.col("task") == "first")["template_id"]) == {f"first/f{i}" for i in range(1, 9)}
+    assert set(train.filter(pl.col("task") == "last")["template_id"]) >= {"last/unseen-1", "last/unseen-2"}
+    # every eval row of `first`, once per held-out template; no other task
+    assert set(unseen["task"]) == {"first"} and set(unseen["template_id"]) == held
+    eval_refs = sorted(evals.filter(pl.col("task") == "first")["source_ref"])
+    for tid in held:
+        assert sorted(unseen.filter(pl.col("template_id") == tid)["source_ref"]) == eval_refs
+    row = unseen.row(0, named=True)
+    assert row["prompt"][0]["content"].startswith(("Look at these numbers", "Out of"))
+    assert row["completion"][0]["content"] in row["answer_choices"]
+    manifest = parse_manifest(vdir / "manifest.json")
+    assert manifest.counts.splits.eval_unseen_templates == {"first": 2 * len(eval_refs)}
+    entry = next(t for t in manifest.tasks if t.name == "first")
+    assert set(entry.unseen_templates) == held and not set(entry.templates) & held
+    assert manifest.counts.splits.of(UNSEEN_SPLIT) == {"first": 2 * len(eval_refs)}
+    assert UNSEEN_SPLIT in (vdir / "README.md").read_text()
+    loaded = load_version(vdir)
+    assert set(loaded) == {"train", "eval", "heldout", UNSEEN_SPLIT} and len(loaded[UNSEEN_SPLIT]) == unseen.height
+    again = build(card(tmp_path, TASKS), force=True)  # deterministic
+    assert pl.read_parquet(again.version_dir / f"{UNSEEN_SPLIT}.parquet").equals(unseen)
+
+
+def test_without_the_feature_nothing_changes(tmp_path: Path) -> None:
+    plain = TASKS.replace('    held_out_templates: ["first/unseen-*"]\n', "")
+    a = resolve(validate_card(card(tmp_path, plain)))
+    b = resolve(validate_card(card(tmp_path, plain.replace("tasks:\n", "eval: {templates: {}}\ntasks:\n"))))
+    c = resolve(validate_card(card(tmp_path, plain.replace('["last/*"]\n', '["last/*"]\n    held_out_templates: []\n'))))
+    assert a.version_id == b.version_id == c.version_id and not a.unseen
+    vdir = build(a.card).version_dir
+    assert not (vdir / f"{UNSEEN_SPLIT}.parquet").exists()
+    text = (vdir / "manifest.json").read_text()
+    assert UNSEEN_SPLIT not in text and "unseen_templates" not in text
+    assert set(load_version(vdir)) == {"train", "eval", "heldout"}
+    assert resolve(validate_card(card(tmp_path, TASKS))).version_id != a.version_id
+
+
+def test_eval_templates_on_a_finetune_card(tmp_path: Path) -> None:
+    body = """\
+tasks:
+  - {name: largest, source: {path: data/lists.jsonl}, columns: {answer: largest}, templates: [largest/f1]}
+eval:
+  templates: {largest: ["largest/*"]}
+"""
+    result = build(card(tmp_path, body, mode="finetune"))
+    train = pl.read_parquet(result.version_dir / "train.parquet")
+    unseen = pl.read_parquet(result.version_dir / f"{UNSEEN_SPLIT}.parquet")
+    assert set(train["template_id"]) == {"largest/f1"}
+    # the glob matches the training template too: it is skipped, the other nine phrasings are unseen
+    assert set(unseen["template_id"]) == {f"largest/f{i}" for i in range(2, 9)} | {"largest/unseen-1", "largest/unseen-2"}
+    assert isinstance(unseen["prompt"][0], str) and unseen["prompt"].str.contains("largest").all()
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (('["first/unseen-*"]', '["first/nope"]'), "card.yaml:11: tasks[0].held_out_templates[0]: 'first/nope' matches none"),
+        (('["first/unseen-*"]', '["first/*"]'), "card.yaml:11: tasks[0].held_out_templates: holds out every template"),
+        (("    held_out: true\n", '    held_out: true\n    held_out_templates: ["third/f1"]\n'), "tasks[2].held_out_templates: a held-out task"),
+        (("tasks:\n", "eval: {templates: {frist: [first/f1]}}\ntasks:\n"), "eval.templates.frist: no task named 'frist' (did you mean 'first'?)"),
+        (("tasks:\n", "eval: {templates: {third: [third/f1]}}\ntasks:\n"), "eval.templates.third: a held-out task"),
+        (("tasks:\n", "eval: {templates: {last: [last/f1]}}\ntasks:\n"), "eval.templates.last[0]: 'last/f1' matches only templates"),
+        (("tasks:\n", "eval: {templates: {last: [lsat/*]}}\ntasks:\n"), "eval.templates.last[0]: no template matches 'lsat/*'"),
+    ],
+)
+def test_mistakes_name_the_line(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
+    path = card(tmp_path, TASKS.replace(*change))
+    with pytest.raises(UserInputError) as info:
+        validate_card(path)
+    assert any(expected in str(issue) for issue in info.value.issues), [str(i) for i in info.value.issues]
+    with pytest.raises(UserInputError):
+        build(path)
+
+
+def test_tally_per_template_spread_and_kinds() -> None:
+    tally = Tally()
+    for i in range(4):  # task a: template t1 always right, t2 half right, unseen u1 never
+        tally.add("seen", "a", "a/t1", {"exact_match": 1.0, "rougeL": 1.0, "accuracy": 1.0})
+        tally.add("seen", "a", "a/t2", {"exact_match": float(i % 2), "rougeL": 0.5, "accuracy": float(i % 2)})
+        tally.add("unseen_template", "a", "a/u1", {"exact_match": 0.0, "rougeL": 0.0, "accuracy": 0.0})
+        tally.add("unseen_task", "b", "b/t1", {"exact_match": 0.0, "rougeL": 0.2})
+    s = tally.summary()
+    assert s["tasks"]["a"]["n"] == 8 and s["tasks"]["a"]["accuracy"] == 0.75 and not s["tasks"]["a"]["held_out"]
+    assert s["unseen_templates"] == {"a": {"n": 4, "exact_match": 0.0, "rougeL": 0.0, "accuracy": 0.0}}
+    assert s["tasks"]["b"]["held_out"] and "accuracy" not in s["tasks"]["b"]
+    rob = s["robustness"]["a"]
+    assert rob["metric"] == "accuracy" and rob["templates"] == 3
+    assert (rob["min"], rob["median"], rob["max"]) == (0.0, 0.5, 1.0) and rob["std"] == pytest.approx(0.40825, abs=1e-4)
+    assert s["robustness"]["b"]["metric"] == "exact_match"
+    assert s["aggregate"]["seen"]["tasks"] == 1 and s["aggregate"]["unseen_templates"]["accuracy"] == 0.0
+    assert s["aggregate"]["held_out"]["tasks"] == 1
+    kinds = {(t["template"], t["kind"]) for t in s["templates"]}
+    assert kinds == {("a/t1", "seen"), ("a/t2", "seen"), ("a/u1", "unseen_template"), ("b/t1", "unseen_task")}
+    assert template_score(s, "a", ["a/t1", "a/u1"]) == 0.5 and template_score(s, "zzz") is None
+    assert spread([1.0]) == {"min": 1.0, "median": 1.0, "max": 1.0, "std": 0.0}
