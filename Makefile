@@ -8,7 +8,7 @@ STAMP_RUN := $(VENV)/.installed-run
 # users with a GPU get the normal torch requirement from the [train] extra.
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: venv dev demo test lint typecheck format bench docs clean
+.PHONY: venv dev demo compare test lint typecheck format bench docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,11 @@ dev: $(STAMP)
 
 demo: $(STAMP_RUN)
 	@$(BIN)/python -m cardtune.demo
+
+# What instruction tuning buys, measured on CPU (docs/evidence.md): build, tune, evaluate, compare.
+# `make compare QUICK=1` runs a few steps per card (what tests/test_experiment.py checks).
+compare: $(STAMP_RUN)
+	@$(BIN)/python -m cardtune.experiment $(if $(QUICK),--quick)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

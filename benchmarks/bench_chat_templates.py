@@ -263,7 +263,7 @@ def survey(where: Path | None) -> list[Outcome]:
         tries = configs(t)
         plain, detail = run_one(t, [], {}, folder)
         result = main = Outcome(t, plain, plain, [], {}, detail, "as is")
-        for label, eot, kwargs, is_main in tries[1:]:
+        for label, eot, kwargs, is_main in tries[1:] if plain != "pass" else []:
             cause, detail = run_one(t, eot, kwargs, folder)
             attempt = Outcome(t, plain, cause, eot, kwargs, detail, label)
             main = attempt if is_main else main
@@ -298,6 +298,34 @@ def table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def condensed(outcomes: list[Outcome]) -> str:
+    """The docs' compatibility table: passing templates grouped by what they need, each refusal with its cause."""
+    lines = ["| source | passes as is | passes with `end_of_turn` declared | needs `chat_template_kwargs` too |"]
+    lines.append("|---|---|---|---|")
+    for source in dict.fromkeys(o.template.source for o in outcomes):
+        mine = [o for o in outcomes if o.template.source == source and o.declared == "pass"]
+
+        def names(needs: tuple[str, ...], of: list[Outcome] = mine) -> str:
+            picked = [o for o in of if o.needs in needs]
+            return f"{len(picked)}: " + ", ".join(
+                _cell(o.template.name) + (f" (`{_cell(', '.join(o.end_of_turn))}`)" if "end" in o.needs else "")
+                for o in picked
+            )
+
+        kw = [o for o in mine if "kwargs" in o.needs]
+        kw_names = f"{len(kw)}: " + ", ".join(
+            f"{_cell(o.template.name)} ({', '.join(f'{k}: {json.dumps(v)}' for k, v in o.kwargs.items())})" for o in kw
+        )
+        lines.append(f"| {source} | {names(('as is',))} | {names(('end_of_turn',))} | {kw_names} |")
+    lines += ["", "| refused | cause | the check says |", "|---|---|---|"]
+    for o in outcomes:
+        if o.declared != "pass":
+            lines.append(
+                f"| {o.template.source} {_cell(o.template.name)} | {o.declared} | {parity.CAUSES[o.declared]} |"
+            )
+    return "\n".join(lines)
+
+
 def summary(outcomes: list[Outcome]) -> str:
     """Pass rates as is and declared, per source, and the refusals per cause class."""
     totals = Counter(o.template.source for o in outcomes)
@@ -320,12 +348,13 @@ def main() -> None:
     ap.add_argument("--from", dest="where", type=Path, help="folder holding the downloaded packages")
     ap.add_argument("--markdown", type=Path, help="also write the table to this file")
     ap.add_argument("--details", action="store_true", help="print each refusal's message")
+    ap.add_argument("--docs", action="store_true", help="print the condensed table of docs/training.md instead")
     args = ap.parse_args()
     from cardtune.train.progress import quiet_libraries
 
     with quiet_libraries():
         outcomes = survey(args.where)
-    text = summary(outcomes) + "\n\n" + table(outcomes)
+    text = summary(outcomes) + "\n\n" + (condensed(outcomes) if args.docs else table(outcomes))
     print(text)
     if args.details:
         for o in outcomes:

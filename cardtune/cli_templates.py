@@ -19,7 +19,6 @@ from cardtune._console import console, err_console, fail, print_issues, user_err
 from cardtune.curate.errors import UserInputError
 
 FIELD_STYLES = ("bold cyan", "bold magenta", "bold green", "bold yellow", "bold blue", "bold red")
-_OPEN, _SEP, _CLOSE = "\ue000", "\ue001", "\ue002"
 
 DirOption = Annotated[
     list[Path] | None,
@@ -33,40 +32,22 @@ def _library(dirs: list[Path] | None) -> Any:
     return TemplateLibrary.load(*(dirs or []))
 
 
-def _mark(value: Any, i: int) -> Any:
-    """Wrap string values (and strings inside lists) in markers, so the preview can color where they land."""
-    if isinstance(value, str):
-        return f"{_OPEN}{i}{_SEP}{value}{_CLOSE}"
-    if isinstance(value, list):
-        return [_mark(v, i) for v in value]
-    return value
-
-
 def _styled(text: str, names: list[str]) -> Text:
+    """A rendered text with each source field's runs coloured (markers from ``templating.preview``)."""
+    from cardtune.curate.templating.preview import segments
+
     out = Text()
-    style_stack: list[str] = []
-    pos = 0
-    while pos < len(text):
-        nxt = min((p for p in (text.find(_OPEN, pos), text.find(_CLOSE, pos)) if p != -1), default=len(text))
-        out.append(text[pos:nxt], style=style_stack[-1] if style_stack else "")
-        if nxt >= len(text):
-            break
-        if text[nxt] == _OPEN:
-            sep = text.index(_SEP, nxt)
-            style_stack.append(FIELD_STYLES[int(text[nxt + 1 : sep]) % len(FIELD_STYLES)])
-            pos = sep + 1
-        else:
-            if style_stack:
-                style_stack.pop()
-            pos = nxt + 1
+    for run, i in segments(text):
+        out.append(run, style=FIELD_STYLES[i % len(FIELD_STYLES)] if i is not None else "")
     return out
 
 
 def _preview(t: Any, row: dict[str, Any], h: int, title: str) -> Panel:
+    from cardtune.curate.templating.preview import mark
     from cardtune.curate.templating.render import RenderError, render_row
 
     names = t.inputs
-    marked = {n: _mark(row[n], i) for i, n in enumerate(names)}
+    marked = {n: mark(row[n], i) for i, n in enumerate(names)}
     try:
         r = render_row(t, marked, h)
     except RenderError:

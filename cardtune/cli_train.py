@@ -56,17 +56,29 @@ def tune(
 
 def eval_cmd(
     run: Annotated[Path, typer.Argument(help="A run directory written by `cardtune tune`.")],
-    split: Annotated[str, typer.Option("--split", help="eval (seen tasks), heldout, or all.")] = "all",
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N rows per task.")] = None,
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split", help="eval (seen tasks, seen templates), unseen_templates, heldout (unseen tasks), or all."
+        ),
+    ] = "all",
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="At most N rows per task (per task and unseen template).")
+    ] = None,
+    untrained: Annotated[
+        bool, typer.Option("--untrained", help="Also score the model the run started from, side by side.")
+    ] = False,
 ) -> None:
-    """Generate and score per task: exact match, ROUGE-L, multiple-choice accuracy; seen vs held-out."""
+    """Generate and score per task and template: exact match, ROUGE-L, multiple-choice accuracy, the spread
+    across templates; seen tasks, unseen templates and held-out tasks side by side."""
     _need_train_extra()
     with user_errors():
         from cardtune.train.evaluate import eval_table, evaluate
 
         result = evaluate(run, split=split, limit=limit)
-    console.print(eval_table(result))
-    console.print(f"wrote {esc(run / 'eval.json')}")
+        before = evaluate(run, split=split, limit=limit, untrained=True) if untrained else None
+    console.print(eval_table(result, untrained=before))
+    console.print(f"wrote {esc(run / 'eval.json')}" + (f" and {esc(run / 'eval.untrained.json')}" if untrained else ""))
 
 
 def compare(

@@ -32,7 +32,7 @@ from cardtune._console import console, esc, print_issues
 from cardtune.curate.errors import UserInputError
 
 CARDS = Path("data_cards/experiments")
-TARGET = "largest"  # the task the fine-tuning setups train on
+TARGET = "size"  # the task the fine-tuning setups train on
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,10 @@ def run(out: Path, cards: Path, *, quick: bool = False, seeds: int | None = None
             measured.append({"run": str(result.run_dir), "info": result.info, "cells": cells(evaluated)})
             if setup.card == "instruction.yaml" and seed == 0:
                 base = result.run_dir
+                link = out / "instruction-base"  # what the task-module cards' `train.base` names, for runs by hand
+                if link.is_symlink() or link.exists():
+                    link.unlink()
+                link.symlink_to(base.resolve(), target_is_directory=True)
                 untrained = evaluate(result.run_dir, limit=limit, untrained=True)
                 rows.append(_row("untrained model (chance 0.20)", [{"cells": cells(untrained)}], None))
         rows.append(_row(setup.label, measured, measured[0]["info"]))

@@ -204,3 +204,19 @@ def test_new_template_keeps_the_file(ws: Workspace) -> None:
     assert os.path.basename(workbench.new_file_for(ws, ws.open_card().card, ws.open_card().card.tasks[1])[0]) == (  # type: ignore[union-attr]
         "arithmetic.yaml"
     )
+
+
+def test_steps_tell_an_observer_every_start_advance_and_end() -> None:
+    from cardtune.curate.progress import Steps
+
+    heard: list[tuple[str, int, int, float | None]] = []
+    with Steps(observer=lambda *event: heard.append(event)) as steps:
+        with steps.step("read", total=2) as advance:
+            advance(1)
+            advance(1)
+        with steps.step("write"):
+            pass
+    assert [(n, c, t) for n, c, t, _ in heard] == [("read", 0, 2), ("read", 1, 2), ("read", 2, 2), ("read", 2, 2),
+                                                   ("write", 0, 1), ("write", 1, 1)]  # fmt: skip
+    assert [s is None for *_, s in heard] == [True, True, True, False, True, False]
+    assert heard[3][3] == steps.timings["read"]

@@ -96,6 +96,7 @@ def test_token_is_required(page: Any, env: Env) -> None:
     assert "token=" not in page.url  # the token left the address bar
     assert page.locator("#card-state").inner_text() == "card loads"
     assert page.locator("#problems").inner_text() == "card is valid"
+    shot(page, "card")
 
 
 def test_edit_a_template_and_see_the_preview_change(page: Any, env: Env) -> None:
@@ -206,6 +207,7 @@ def test_move_a_weight_and_see_the_plan_change_then_diff(page: Any, env: Env) ->
     changes = page.locator("#changes")
     changes.wait_for()
     assert "tasks[1].weight" in changes.inner_text()
+    shot(page, "diff")
 
 
 def test_runs_loss_curves_and_compare(page: Any) -> None:
@@ -239,6 +241,18 @@ def test_bad_inputs_show_errors_and_the_rest_stays_usable(page: Any, env: Env) -
         assert len(error.inner_text().splitlines()) == 1
     finally:
         source.write_bytes(saved)
+    templates = env.folder / "templates" / "reviews.yaml"
+    good = templates.read_text(encoding="utf-8")
+    templates.write_text(good.replace("family: reviews", "family: reviews\nfamily: again"), encoding="utf-8")
+    try:  # a template file that does not load: its error is listed, the file opens with the error at its line
+        page.goto(base + "/templates?task=reviews")
+        assert "duplicate key" in page.locator("#template-issues").inner_text()
+        page.locator("#template-issues a", has_text="open templates/reviews.yaml").click()
+        page.locator(".editor .overlay div.bad[data-ln='3']").wait_for()
+        page.goto(base + "/templates?task=arithmetic&template=math/direct-answer")  # other tasks still work
+        page.locator("#rows .row").first.wait_for()
+    finally:
+        templates.write_text(good, encoding="utf-8")
     card_text = env.card.read_text(encoding="utf-8")
     env.card.write_text(card_text.replace("weight: 4", "weight: -4"), encoding="utf-8")
     try:

@@ -75,6 +75,9 @@ def test_renders_what_promptsource_apply_renders(case: dict[str, Any]) -> None:
         with pytest.raises(UserInputError, match=r"rendered no `\|\|\|` for this row|rendered empty") as err:
             _render(t, row, case["row"])
         assert f"row ps:{case['row']}" in str(err.value)
+        lines = (DATA / case["file"]).read_text(encoding="utf-8").splitlines()
+        jinja_line = next(i for i in range(t.line, len(lines)) if lines[i].startswith("    jinja:")) + 1
+        assert re.match(rf"{re.escape(str(DATA / case['file']))}:{jinja_line}: templates\[\d+\]\.", str(err.value))
         return
     prompt, completion, choices = _render(t, row, case["row"])
     if len(results) == 1:
@@ -110,10 +113,12 @@ def test_anchored_metadata_loads() -> None:
 
 def test_anchors_and_tags_in_either_order_and_no_other_tag() -> None:
     base = "dataset: x\ntemplates:\n  a: !Template\n    jinja: '{{ q }} ||| {{ a }}'\n    name: one\n"
-    ok = base + "    metadata: !TemplateMetadata &m\n      metrics: [BLEU]\n"
+    ok = base + "    metadata: &m !TemplateMetadata\n      metrics: [BLEU]\n"
     ok += "  b: !Template\n    jinja: '{{ q }} ||| {{ a }}'\n    name: two\n    metadata: *m\n"
+    ok += "  c: !Template\n    jinja: '{{ q }} ||| {{ a }}'\n    name: three\n"
+    ok += "    metadata: !TemplateMetadata &n\n      metrics: [ROUGE]\n"
     conv = convert_promptsource(ok, "x.yaml")
-    assert [t.spec.metadata.metrics for t in conv.templates] == [["BLEU"], ["BLEU"]]
+    assert [t.spec.metadata.metrics for t in conv.templates] == [["BLEU"], ["BLEU"], ["ROUGE"]]
     bad = base + "    metadata: &m !!python/object:os.system\n      metrics: [BLEU]\n"
     with pytest.raises(UserInputError, match=r"x.yaml:6: .*tag 'tag:yaml.org,2002:python/object:os.system'"):
         convert_promptsource(bad, "x.yaml")
@@ -250,3 +255,18 @@ def test_the_template_docs_list_every_field_and_their_examples_work(tmp_path: Pa
     r = render_row(t, {k: row[k] for k in t.inputs})
     assert r.turns[0][1].startswith("I tipped the bottle. What could happen next,")
     assert r.completion == "The liquid in the bottle poured out."
+
+
+def test_import_writes_the_whole_form_and_it_round_trips(tmp_path: Path) -> None:
+    conv = _conversion("templates/super_glue/copa/templates.yaml")
+    assert "split: '|||'" in conv.yaml_text and "jinja:" in conv.yaml_text
+    assert any("as `jinja` + `split`" in line for line in conv.report())
+    out = tmp_path / "copa.yaml"
+    out.write_text(conv.yaml_text, encoding="utf-8")
+    assert [t.spec for t in load_template_file(out)] == [t.spec for t in conv.templates]
+
+
+def test_exemplars_of_a_whole_template_are_split_too(tmp_path: Path) -> None:
+    (t,) = load_template_file(_whole_file(tmp_path, "{% if q %}Q: {{ q }} ||| {{ a }}{% endif %}"))
+    r = render_row(t, {"q": "three?", "a": "3"}, 0, [{"q": "one?", "a": "1"}, {"q": "two?", "a": "2"}])
+    assert r.turns[0][1] == "Q: one?\n1\n\nQ: two?\n2\n\nQ: three?" and r.completion == "3"

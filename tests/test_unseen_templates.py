@@ -91,7 +91,9 @@ def test_without_the_feature_nothing_changes(tmp_path: Path) -> None:
     plain = TASKS.replace('    held_out_templates: ["first/unseen-*"]\n', "")
     a = resolve(validate_card(card(tmp_path, plain)))
     b = resolve(validate_card(card(tmp_path, plain.replace("tasks:\n", "eval: {templates: {}}\ntasks:\n"))))
-    c = resolve(validate_card(card(tmp_path, plain.replace('["last/*"]\n', '["last/*"]\n    held_out_templates: []\n'))))
+    c = resolve(
+        validate_card(card(tmp_path, plain.replace('["last/*"]\n', '["last/*"]\n    held_out_templates: []\n')))
+    )
     assert a.version_id == b.version_id == c.version_id and not a.unseen
     vdir = build(a.card).version_dir
     assert not (vdir / f"{UNSEEN_SPLIT}.parquet").exists()
@@ -113,20 +115,38 @@ eval:
     unseen = pl.read_parquet(result.version_dir / f"{UNSEEN_SPLIT}.parquet")
     assert set(train["template_id"]) == {"largest/f1"}
     # the glob matches the training template too: it is skipped, the other nine phrasings are unseen
-    assert set(unseen["template_id"]) == {f"largest/f{i}" for i in range(2, 9)} | {"largest/unseen-1", "largest/unseen-2"}
+    assert set(unseen["template_id"]) == {f"largest/f{i}" for i in range(2, 9)} | {
+        "largest/unseen-1",
+        "largest/unseen-2",
+    }
     assert isinstance(unseen["prompt"][0], str) and unseen["prompt"].str.contains("largest").all()
 
 
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (('["first/unseen-*"]', '["first/nope"]'), "card.yaml:11: tasks[0].held_out_templates[0]: 'first/nope' matches none"),
+        (
+            ('["first/unseen-*"]', '["first/nope"]'),
+            "card.yaml:11: tasks[0].held_out_templates[0]: 'first/nope' matches none",
+        ),
         (('["first/unseen-*"]', '["first/*"]'), "card.yaml:11: tasks[0].held_out_templates: holds out every template"),
-        (("    held_out: true\n", '    held_out: true\n    held_out_templates: ["third/f1"]\n'), "tasks[2].held_out_templates: a held-out task"),
-        (("tasks:\n", "eval: {templates: {frist: [first/f1]}}\ntasks:\n"), "eval.templates.frist: no task named 'frist' (did you mean 'first'?)"),
+        (
+            ("    held_out: true\n", '    held_out: true\n    held_out_templates: ["third/f1"]\n'),
+            "tasks[2].held_out_templates: a held-out task",
+        ),
+        (
+            ("tasks:\n", "eval: {templates: {frist: [first/f1]}}\ntasks:\n"),
+            "eval.templates.frist: no task named 'frist' (did you mean 'first'?)",
+        ),
         (("tasks:\n", "eval: {templates: {third: [third/f1]}}\ntasks:\n"), "eval.templates.third: a held-out task"),
-        (("tasks:\n", "eval: {templates: {last: [last/f1]}}\ntasks:\n"), "eval.templates.last[0]: 'last/f1' matches only templates"),
-        (("tasks:\n", "eval: {templates: {last: [lsat/*]}}\ntasks:\n"), "eval.templates.last[0]: no template matches 'lsat/*'"),
+        (
+            ("tasks:\n", "eval: {templates: {last: [last/f1]}}\ntasks:\n"),
+            "eval.templates.last[0]: 'last/f1' matches only templates",
+        ),
+        (
+            ("tasks:\n", "eval: {templates: {last: [lsat/*]}}\ntasks:\n"),
+            "eval.templates.last[0]: no template matches 'lsat/*'",
+        ),
     ],
 )
 def test_mistakes_name_the_line(tmp_path: Path, change: tuple[str, str], expected: str) -> None:

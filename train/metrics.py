@@ -85,7 +85,7 @@ class Tally:
             task: {"n": len(s["exact_match"]), **_means(s)}
             for task, s in sorted(self._merged(lambda kind, _: kind == "unseen_template").items())
         }
-        templates = [
+        templates: list[dict[str, Any]] = [
             {"task": task, "template": template, "kind": kind, "n": len(s["exact_match"]), **_means(s)}
             for (kind, task, template), s in sorted(self._rows.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0]))
         ]
@@ -112,6 +112,10 @@ class Tally:
 
 def template_score(result: dict[str, Any], task: str, templates: list[str] | None = None) -> float | None:
     """Mean main metric of ``task`` over the named templates (all of the task's templates when None)."""
-    rows = [t for t in result.get("templates", []) if t["task"] == task and (templates is None or t["template"] in templates)]
+    rows = [
+        t
+        for t in result.get("templates", [])
+        if t["task"] == task and (templates is None or t["template"] in templates)
+    ]
     values = [float(t[k]) for t in rows if (k := main_metric(t)) is not None]
     return sum(values) / len(values) if values else None

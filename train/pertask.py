@@ -67,7 +67,7 @@ def mean_loss(model: Any, collator: Any, rows: list[dict[str, Any]], batch_size:
     return round(total / count, 5) if count else None
 
 
-class PerTaskLoss(TrainerCallback):  # type: ignore[misc]  # transformers is untyped
+class PerTaskLoss(TrainerCallback):
     """A ``TrainerCallback``: the per-task probe loss at every logging step (kept in :attr:`curve`)."""
 
     def __init__(self, probe: int = 16, seed: int = 0) -> None:

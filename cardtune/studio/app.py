@@ -9,6 +9,7 @@ templates, mixture) and ``routes_data.py`` (build, versions, runs).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -44,6 +45,21 @@ STATIC = {
 }
 
 
+class PlanQueue:
+    """Dry runs one at a time; one that a newer request superseded while it waited is skipped (a dragged slider
+    asks for many plans; only the last one is shown)."""
+
+    def __init__(self) -> None:
+        self._count = threading.Lock()
+        self.run = threading.Lock()
+        self.latest = 0
+
+    def ticket(self) -> int:
+        with self._count:
+            self.latest += 1
+            return self.latest
+
+
 @dataclass
 class Studio:
     """What every route needs: the workspace, the build runner and the page environment."""
@@ -51,6 +67,7 @@ class Studio:
     ws: Workspace
     builds: Builds = field(default_factory=Builds)
     env: jinja2.Environment = field(init=False)
+    plans: PlanQueue = field(default_factory=PlanQueue)
 
     def __post_init__(self) -> None:
         self.env = jinja2.Environment(

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from cardtune.curate.errors import UserInputError
 from cardtune.curate.store import versions as store
 from cardtune.studio import runs, versions
+from cardtune.studio.threads import Form, threaded
 
 if TYPE_CHECKING:
     from cardtune.studio.app import Studio
@@ -23,24 +24,23 @@ if TYPE_CHECKING:
 def routes(studio: Studio) -> list[Route]:
     ws = studio.ws
 
-    async def build_page(request: Request) -> Response:
+    def build_page(request: Request, form: Form) -> Response:
         return studio.page(request, "build.html", job=studio.builds.current)
 
-    async def build_start(request: Request) -> Response:
-        form = await request.form()
+    def build_start(request: Request, form: Form) -> Response:
         if ws.card_path is None:
             raise UserInputError("no card is open")
         studio.builds.start(ws.card_path, force=form.get("force") == "1")
         return RedirectResponse("/build", status_code=303)
 
-    async def build_progress(request: Request) -> Response:
+    def build_progress(request: Request, form: Form) -> Response:
         return studio.page(request, "_progress.html", job=studio.builds.current)
 
-    async def versions_page(request: Request) -> Response:
+    def versions_page(request: Request, form: Form) -> Response:
         listed = store.scan_versions(ws.output_dir)
         return studio.page(request, "versions.html", listed=listed)
 
-    async def version_page(request: Request) -> Response:
+    def version_page(request: Request, form: Form) -> Response:
         name, vid = request.path_params["name"], request.path_params["vid"]
         vdir = versions.version_dir(ws.output_dir, name, vid)
         m = store.read_manifest(vdir)
@@ -57,7 +57,7 @@ def routes(studio: Studio) -> list[Route]:
             others=others,
         )
 
-    async def rejects(request: Request) -> Response:
+    def rejects(request: Request, form: Form) -> Response:
         name, vid = request.path_params["name"], request.path_params["vid"]
         vdir = versions.version_dir(ws.output_dir, name, vid)
         q = request.query_params
@@ -66,21 +66,21 @@ def routes(studio: Studio) -> list[Route]:
         )
         return studio.page(request, "_rejects.html", page_=page, name=name, vid=vid, q=q)
 
-    async def reject_row(request: Request) -> Response:
+    def reject_row(request: Request, form: Form) -> Response:
         name, vid = request.path_params["name"], request.path_params["vid"]
         vdir = versions.version_dir(ws.output_dir, name, vid)
         detail = versions.reject(vdir, int(request.path_params["row"]))
         return studio.page(request, "_reject.html", d=detail)
 
-    async def diff_page(request: Request) -> Response:
+    def diff_page(request: Request, form: Form) -> Response:
         a, b = request.query_params.get("a", ""), request.query_params.get("b", "")
         ma, mb, changes = versions.diff(ws.output_dir, a, b)
         return studio.page(request, "diff.html", ma=ma, mb=mb, changes=changes, a=a, b=b)
 
-    async def runs_page(request: Request) -> Response:
+    def runs_page(request: Request, form: Form) -> Response:
         return studio.page(request, "runs.html", runs=runs.list_runs(ws.runs_dir))
 
-    async def run_page(request: Request) -> Response:
+    def run_page(request: Request, form: Form) -> Response:
         d = runs.run_dir(ws.runs_dir, request.path_params["name"])
         listed = {r.name: r for r in runs.list_runs(ws.runs_dir)}
         run = listed[d.name]
@@ -89,7 +89,7 @@ def routes(studio: Studio) -> list[Route]:
             request, "run.html", run=run, chart=runs.loss_chart(history), history=history, evaluation=runs.evaluation(d)
         )
 
-    async def compare_page(request: Request) -> Response:
+    def compare_page(request: Request, form: Form) -> Response:
         names = request.query_params.getlist("run")
         if len(names) < 1:
             raise UserInputError("pick at least one evaluated run to compare")
@@ -97,17 +97,17 @@ def routes(studio: Studio) -> list[Route]:
         return studio.page(request, "compare.html", names=names, rows=runs.compare_rows(dirs))
 
     return [
-        Route("/build", build_page),
-        Route("/build/start", build_start, methods=["POST"]),
-        Route("/build/progress", build_progress),
-        Route("/versions", versions_page),
-        Route("/versions/{name}/{vid}", version_page),
-        Route("/versions/{name}/{vid}/rejects", rejects),
-        Route("/versions/{name}/{vid}/rejects/{row:int}", reject_row),
-        Route("/diff", diff_page),
-        Route("/runs", runs_page),
-        Route("/runs/{name}", run_page),
-        Route("/compare", compare_page),
+        Route("/build", threaded(build_page)),
+        Route("/build/start", threaded(build_start), methods=["POST"]),
+        Route("/build/progress", threaded(build_progress)),
+        Route("/versions", threaded(versions_page)),
+        Route("/versions/{name}/{vid}", threaded(version_page)),
+        Route("/versions/{name}/{vid}/rejects", threaded(rejects)),
+        Route("/versions/{name}/{vid}/rejects/{row:int}", threaded(reject_row)),
+        Route("/diff", threaded(diff_page)),
+        Route("/runs", threaded(runs_page)),
+        Route("/runs/{name}", threaded(run_page)),
+        Route("/compare", threaded(compare_page)),
     ]
 
 

@@ -6,6 +6,7 @@ Every save carries the hash of the file as the page loaded it; ``Workspace.save`
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -14,6 +15,7 @@ from starlette.routing import Route
 
 from cardtune.curate.errors import Issue, UserInputError
 from cardtune.studio import mixture, workbench
+from cardtune.studio.threads import Form, threaded
 from cardtune.studio.workspace import Refused
 
 if TYPE_CHECKING:
@@ -26,8 +28,6 @@ def _card_problems(issues: list[Issue], file: str) -> list[workbench.Problem]:
 
 def _check_card(text: str, path: str) -> list[workbench.Problem]:
     """Every problem ``cardtune validate`` reports for this (unsaved) card text."""
-    from pathlib import Path
-
     from cardtune.curate.card.load import card_from_located
     from cardtune.curate.card.yamlsrc import load_located
 
@@ -47,7 +47,7 @@ def _check_card(text: str, path: str) -> list[workbench.Problem]:
 def routes(studio: Studio) -> list[Route]:
     ws = studio.ws
 
-    async def home(request: Request) -> Response:
+    def home(request: Request, form: Form) -> Response:
         opened = ws.open_card()
         problems = _card_problems(opened.issues, str(ws.card_path)) if opened.card is None else []
         if opened.card is not None:
@@ -55,33 +55,32 @@ def routes(studio: Studio) -> list[Route]:
         cards = [ws.relative(p) for p in ws.cards()] if ws.card_path is None else []
         return studio.page(request, "card.html", problems=problems, cards=cards)
 
-    async def open_card(request: Request) -> Response:
-        form = await request.form()
+    def open_card(request: Request, form: Form) -> Response:
         path = ws.writable(str(form.get("card", "")))
         if not path.is_file():
             raise Refused(f"{ws.relative(path)}: no such card file")
         ws.card_path = path
         return RedirectResponse("/", status_code=303)
 
-    async def card_check(request: Request) -> Response:
-        form = await request.form()
+    def card_check(request: Request, form: Form) -> Response:
         text = str(form.get("text", ""))
         problems = _check_card(text, str(ws.card_path))
         return studio.page(request, "_problems.html", problems=problems, text=text, ok="card is valid")
 
-    async def card_save(request: Request) -> Response:
-        form = await request.form()
+    def card_save(request: Request, form: Form) -> Response:
         if ws.card_path is None:
             raise Refused("no card is open")
         text, expected = str(form.get("text", "")), str(form.get("hash", ""))
         _, new_hash = ws.save(ws.card_path, text, expected)
         return _saved(studio, request, ws.relative(ws.card_path), new_hash)
 
-    async def templates_page(request: Request) -> Response:
+    def templates_page(request: Request, form: Form) -> Response:
         opened = ws.open_card()
         card = opened.card
         if card is None:
-            return studio.page(request, "templates.html", tasks={}, issues=opened.issues, task=None, entry=None)
+            return studio.page(
+                request, "templates.html", tasks={}, issues=opened.issues, task=None, entry=None, broken=[]
+            )
         by_task, issues = workbench.task_templates(ws, card)
         q = request.query_params
         task_name = q.get("task") or (card.tasks[0].name if card.tasks else "")
@@ -90,8 +89,14 @@ def routes(studio: Studio) -> list[Route]:
             raise UserInputError(f"no task {task_name!r} in the card")
         entries = by_task.get(task.name, [])
         entry = next((e for e in entries if e.id == q.get("template")), entries[0] if entries else None)
-        ctx: dict[str, Any] = {"tasks": by_task, "issues": issues, "task": task, "entry": entry}
-        if q.get("new") or entry is None:
+        broken = sorted({ws.relative(Path(i.file)) for i in issues if i.file and workbench.editable(ws, Path(i.file))})
+        ctx: dict[str, Any] = {"tasks": by_task, "issues": issues, "task": task, "entry": entry, "broken": broken}
+        if q.get("file"):  # a file by name: e.g. one that does not load, so no template of it is listed
+            path = ws.writable(q["file"])
+            text, h = ws.read(path)
+            ctx.update(file=ws.relative(path), text=text, hash=h, editable=True, template_id=q.get("template", ""))
+            ctx.update(new=False, entry=None)
+        elif q.get("new") or entry is None:
             try:
                 rows = workbench.source_rows(card, task)
                 columns = list(rows[0]) if rows else []
@@ -113,8 +118,7 @@ def routes(studio: Studio) -> list[Route]:
             )
         return studio.page(request, "templates.html", **ctx)
 
-    async def preview(request: Request) -> Response:
-        form = await request.form()
+    def preview(request: Request, form: Form) -> Response:
         opened = ws.open_card()
         if opened.card is None:
             raise UserInputError(opened.issues)
@@ -130,8 +134,7 @@ def routes(studio: Studio) -> list[Route]:
         )
         return studio.page(request, "_preview.html", result=result, text=text, task=task)
 
-    async def template_save(request: Request) -> Response:
-        form = await request.form()
+    def template_save(request: Request, form: Form) -> Response:
         text, file, expected = str(form.get("text", "")), str(form.get("file", "")), str(form.get("hash", ""))
         path = ws.writable(file)
         problems = workbench.check_savable(text, str(path))
@@ -141,24 +144,26 @@ def routes(studio: Studio) -> list[Route]:
         _, new_hash = ws.save(path, text, expected)
         return _saved(studio, request, ws.relative(path), new_hash)
 
-    async def mixture_page(request: Request) -> Response:
+    def mixture_page(request: Request, form: Form) -> Response:
         opened = ws.open_card()
         planned = mixture.plan(opened.text, ws.card_path, {}) if opened.card is not None and ws.card_path else None
         return studio.page(request, "mixture.html", planned=planned, mixture_html=mixture.charts(planned))
 
-    async def mixture_plan(request: Request) -> Response:
-        form = await request.form()
+    def mixture_plan(request: Request, form: Form) -> Response:
         opened = ws.open_card()
         if opened.card is None or ws.card_path is None:
             raise UserInputError(opened.issues)
         weights, bad = mixture.parse_weights({k: str(v) for k, v in form.items()}, len(opened.card.tasks))
         if bad:
             raise UserInputError(bad[0])
-        planned = mixture.plan(opened.text, ws.card_path, weights)
+        ticket = studio.plans.ticket()
+        with studio.plans.run:
+            if ticket != studio.plans.latest:
+                return Response(status_code=204)  # superseded while it waited: the page shows the newer plan
+            planned = mixture.plan(opened.text, ws.card_path, weights)
         return studio.page(request, "_plan.html", planned=planned, mixture_html=mixture.charts(planned))
 
-    async def mixture_save(request: Request) -> Response:
-        form = await request.form()
+    def mixture_save(request: Request, form: Form) -> Response:
         opened = ws.open_card()
         if opened.card is None or ws.card_path is None:
             raise UserInputError(opened.issues)
@@ -172,16 +177,16 @@ def routes(studio: Studio) -> list[Route]:
         return _saved(studio, request, ws.relative(ws.card_path), new_hash)
 
     return [
-        Route("/", home),
-        Route("/open", open_card, methods=["POST"]),
-        Route("/card/check", card_check, methods=["POST"]),
-        Route("/card/save", card_save, methods=["POST"]),
-        Route("/templates", templates_page),
-        Route("/templates/preview", preview, methods=["POST"]),
-        Route("/templates/save", template_save, methods=["POST"]),
-        Route("/mixture", mixture_page),
-        Route("/mixture/plan", mixture_plan, methods=["POST"]),
-        Route("/mixture/save", mixture_save, methods=["POST"]),
+        Route("/", threaded(home)),
+        Route("/open", threaded(open_card), methods=["POST"]),
+        Route("/card/check", threaded(card_check), methods=["POST"]),
+        Route("/card/save", threaded(card_save), methods=["POST"]),
+        Route("/templates", threaded(templates_page)),
+        Route("/templates/preview", threaded(preview), methods=["POST"]),
+        Route("/templates/save", threaded(template_save), methods=["POST"]),
+        Route("/mixture", threaded(mixture_page)),
+        Route("/mixture/plan", threaded(mixture_plan), methods=["POST"]),
+        Route("/mixture/save", threaded(mixture_save), methods=["POST"]),
     ]
 
 

@@ -31,6 +31,11 @@ class Problem:
     message: str
     severity: str = "error"  # error | warning
 
+    @property
+    def short(self) -> str:
+        """The message without its ``field: template 'id':`` lead (the editor shows it at the line itself)."""
+        return re.sub(r"^\S+: template '[^']*': ", "", self.message)
+
 
 @dataclass(frozen=True)
 class Turn:
@@ -97,12 +102,13 @@ def task_templates(ws: Workspace, card: Card) -> tuple[dict[str, list[TemplateEn
         entries = []
         for t in by_task.get(task.name, []):
             path = Path(t.file)
-            entries.append(TemplateEntry(t.id, path, _editable(ws, path)))
+            entries.append(TemplateEntry(t.id, path, editable(ws, path)))
         out[task.name] = entries
     return out, [*issues, *more]
 
 
-def _editable(ws: Workspace, path: Path) -> bool:
+def editable(ws: Workspace, path: Path) -> bool:
+    """Whether the studio may write ``path`` (inside the card's folder or the output dir)."""
     try:
         ws.writable(path)
     except Refused:
@@ -165,7 +171,8 @@ def preview(
     out.problems = _problems(report.errors, file) + [
         Problem(p.line, p.message, "warning") for p in _problems(report.warnings, file)
     ]
-    chosen = next((t for t in templates if t.id == template_id), templates[0] if len(templates) == 1 else None)
+    fallback = templates[0] if len(templates) == 1 or not template_id else None
+    chosen = next((t for t in templates if t.id == template_id), fallback)
     if chosen is None:
         out.problems.append(Problem(0, f"no template {template_id!r} in this file (it has {', '.join(out.templates)})"))
         return out

@@ -111,6 +111,12 @@ class RayExecutor:
                 raise UserInputError(f"cannot reach the Ray cluster at {where}: {str(exc).splitlines()[0]}") from None
             self._started = True
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))  # type: ignore[no-untyped-call]
+        import ray.data
+
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the build shows its own progress per pass
+        for name in ("ray.data", "ray.data._internal"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], advance: Callable[[int], None]) -> list[R]:
         import ray.data

@@ -44,9 +44,7 @@ def render_readme(card: Card, version: str, manifest: Manifest) -> str:
             }
         ],
         "dataset_info": {
-            "splits": [
-                {"name": split, "num_examples": sum(counts.get(split, {}).values())} for split in names
-            ]
+            "splits": [{"name": split, "num_examples": sum(counts.get(split, {}).values())} for split in names]
         },
     }
     lines = ["---", yaml.safe_dump(front, sort_keys=True, allow_unicode=True).rstrip(), "---", ""]

@@ -66,7 +66,9 @@ class Conversion:
         lines = [f"{self.file}: {len(self.templates)} converted, {len(self.skipped)} skipped (family {self.family})"]
         whole = [t.id for t in self.templates if t.jinja is not None]
         if whole:
-            lines.append(f"  {len(whole)} as `jinja` + `split` (rendered whole, then split at `|||`): {', '.join(whole)}")
+            lines.append(
+                f"  {len(whole)} as `jinja` + `split` (rendered whole, then split at `|||`): {', '.join(whole)}"
+            )
         lines += [f"  note {tid}: {note}" for tid, notes in self.notes.items() for note in notes]
         lines += [f"  skipped {name!r}: {reason}" for name, reason in self.skipped]
         return lines

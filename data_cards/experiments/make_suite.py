@@ -1,11 +1,13 @@
 """Regenerate the experiment's task suite: ``data/lists.jsonl`` and the templates under ``templates/``.
 
-One input for every task: five distinct digits (``numbers: "3 7 1 9 4"``). Six tasks ask for a different digit
-of the same list — first, last, second, largest (trained), smallest, third (held out) — so the instruction is the
-only thing that tells them apart: a model that ignores it can be right on one task at most. Each task has ten
-phrasings built from the same ten frames: ``f1``..``f8`` are trained on, ``unseen-1``/``unseen-2`` never are
-(they are new frames for every task, not only for one). The answer choices are the five digits, so
-multiple-choice accuracy has a chance level of 0.2 on every task. Deterministic; the files are committed.
+One input for every task: six words, one from each of six categories, in random order (``words: "sea five down
+big today legs"``). Six tasks ask for the word of a different category — number, place, time, size (trained),
+body, direction (held out) — so the instruction is the only thing that tells them apart: a model that ignores it
+is right on one task at most. Each task has ten phrasings built from the same ten frames: ``f1``..``f8`` are
+trained on, ``unseen-1``/``unseen-2`` never are (new frames for every task, not only for one). The answer
+choices are the six words, so multiple-choice accuracy has a chance level of 1/6 on every task. The words are
+single tokens of the embedded model's tokenizer (after a space), so a 2-layer model learns the tasks in minutes.
+Deterministic; the files are committed.
 
     python data_cards/experiments/make_suite.py
 """
@@ -18,67 +20,58 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROWS = 600
-TASKS = {  # task -> the word of the instruction that names it
-    "first": "first",
-    "last": "last",
-    "second": "second",
-    "largest": "largest",
-    "smallest": "smallest",
-    "third": "third",
+CATEGORIES = {  # task -> (the words of its category, the instruction's name for it)
+    "number": (["one", "two", "three", "four", "five"], "number"),
+    "place": (["city", "house", "land", "room", "sea"], "place"),
+    "time": (["day", "year", "today", "now", "soon"], "time word"),
+    "size": (["big", "small", "large", "little", "long"], "size word"),
+    "body": (["hand", "eyes", "feet", "legs"], "body part"),
+    "direction": (["down", "under", "over", "above", "below"], "direction word"),
 }
 FRAMES = {
-    "f1": "Numbers: {{ numbers }}\nWhat is the {kw} number?\n",
-    "f2": "What is the {kw} number in this list? {{ numbers }}\n",
-    "f3": "{{ numbers }}\nWhich of these numbers is the {kw}?\n",
-    "f4": "List: {{ numbers }}\nGive the {kw} number.\n",
-    "f5": "Find the {kw} one: {{ numbers }}\n",
-    "f6": "Here are some numbers: {{ numbers }}. Tell me the {kw}.\n",
-    "f7": "Q: Which is the {kw} number among {{ numbers }}?\nA:\n",
-    "f8": "Pick the {kw} value from {{ numbers }}.\n",
-    "unseen-1": "Look at these numbers: {{ numbers }}\nI need the {kw} of them.\n",
-    "unseen-2": "Out of {{ numbers }}, which number is the {kw}? Reply with it only.\n",
+    "f1": "Words: {{ words }}\nWhich word is the {kw}?\n",
+    "f2": "Which of these is the {kw}? {{ words }}\n",
+    "f3": "Here: {{ words }}\nFind the {kw}.\n",
+    "f4": "List: {{ words }}\nGive the {kw}.\n",
+    "f5": "Find the {kw} in: {{ words }}\n",
+    "f6": "Here are some words: {{ words }}. Tell me the {kw}.\n",
+    "f7": "Q: Which is the {kw} among {{ words }}?\nA:\n",
+    "f8": "Pick the {kw} from {{ words }}.\n",
+    "unseen-1": "Look at these words: {{ words }}\nI need the {kw} of them.\n",
+    "unseen-2": "Out of {{ words }}, which one is the {kw}? Reply with it only.\n",
 }
+EXAMPLE = "sea five down big today legs"  # the example row of every template file (its answer per task)
 
 
 def rows(rng: random.Random, n: int) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
-    seen: set[tuple[int, ...]] = set()
+    seen: set[tuple[str, ...]] = set()
     while len(out) < n:
-        digits = tuple(rng.sample(range(10), 5))
-        if digits in seen:
+        picked = {task: rng.choice(words) for task, (words, _) in CATEGORIES.items()}
+        order = list(picked.values())
+        rng.shuffle(order)
+        if tuple(order) in seen:
             continue
-        seen.add(digits)
-        out.append(
-            {
-                "id": len(out),
-                "numbers": " ".join(map(str, digits)),
-                "first": str(digits[0]),
-                "last": str(digits[-1]),
-                "second": str(digits[1]),
-                "largest": str(max(digits)),
-                "smallest": str(min(digits)),
-                "third": str(digits[2]),
-            }
-        )
+        seen.add(tuple(order))
+        out.append({"id": len(out), "words": " ".join(order), **picked})
     return out
 
 
 def template_file(task: str, kw: str) -> str:
     lines = [
-        f"# {task}: which digit of the list is the {kw} one (generated by make_suite.py).",
+        f"# {task}: which word of the list is the {kw} (generated by make_suite.py).",
         f"family: {task}",
         "examples:",
-        '  - {numbers: "3 7 1 9 4", answer: "3"}',
+        f'  - {{words: "{EXAMPLE}", answer: "{next(w for w in EXAMPLE.split() if w in CATEGORIES[task][0])}"}}',
         "templates:",
     ]
     for name, frame in FRAMES.items():
-        prompt = json.dumps(frame.replace("{kw}", kw))
         lines += [
             f"  - id: {task}/{name}",
-            "    inputs: [numbers, answer]",
-            "    answer_choices: \"{{ numbers | replace(' ', ' ||| ') }}\"",
-            f"    prompt: {prompt}",
-            '    completion: "{{ answer }}"',
+            "    inputs: [words, answer]",
+            "    answer_choices: \"{{ words | replace(' ', ' ||| ') }}\"",
+            f"    prompt: {json.dumps(frame.replace('{kw}', kw))}",
+            '    completion: " {{ answer }}"  # after a space: the token the word is in the list',
             "    metadata: {original_task: true, choices_in_prompt: true, metrics: [accuracy]}",
         ]
     return "\n".join(lines) + "\n"
@@ -89,7 +82,7 @@ def main() -> None:
     with open(HERE / "data" / "lists.jsonl", "w", encoding="utf-8") as fh:
         for row in rows(random.Random(14), ROWS):
             fh.write(json.dumps(row) + "\n")
-    for task, kw in TASKS.items():
+    for task, (_, kw) in CATEGORIES.items():
         folder = HERE / "templates" / task
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "phrasings.yaml").write_text(template_file(task, kw), encoding="utf-8")
