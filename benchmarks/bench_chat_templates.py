@@ -1,7 +1,7 @@
 """Real chat templates through cardtune's parity check: which pass single-turn, which need what, which are refused.
 
-The templates come from three public projects, fetched as their registry packages with pip (or read from a folder
-that already holds them, ``--from DIR``):
+The templates come from three public projects, fetched once as their registry packages with pip into
+``~/.cache/cardtune/chat-template-packages`` (or read from a folder that already holds them, ``--from DIR``):
 
 * axolotl's wheel: ``axolotl/utils/chat_templates/templates/*.jinja``;
 * llama-cpp-python's sdist, which vendors llama.cpp's ``models/templates/*.jinja``;
@@ -94,8 +94,9 @@ class Outcome:
 
 
 def fetch(where: Path | None) -> dict[str, Path]:
-    """The three packages' files: from ``where`` if given, else downloaded with pip into a temporary folder."""
-    folder = where or Path(tempfile.mkdtemp(prefix="cardtune-templates-"))
+    """The three packages' files: from ``where`` if given, else downloaded once with pip into a cache folder."""
+    folder = where or Path.home() / ".cache" / "cardtune" / "chat-template-packages"
+    folder.mkdir(parents=True, exist_ok=True)
     out: dict[str, Path] = {}
     for source, args in PACKAGES.items():
         stem = args[-1].replace("-", "_")

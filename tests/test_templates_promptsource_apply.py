@@ -7,6 +7,7 @@ its LICENSE beside them) with a few rows in each dataset's schema; ``expected.js
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -26,6 +27,7 @@ EXPECTED = json.loads((DATA / "expected.json").read_text(encoding="utf-8"))
 TASK = Task(name="ps", source=Source(path="x"))
 
 
+@functools.cache
 def _conversion(file: str) -> Conversion:
     return import_promptsource(DATA / file)
 

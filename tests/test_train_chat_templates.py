@@ -121,7 +121,10 @@ def test_tool_template_needs_its_tools() -> None:
     assert err.failure.cause == "render_error" and "not iterable" in str(err)
     assert "tools" in chat.template_variables(HERMES.read_text(), provided=chat.PROVIDED - {"tools"})
     _check(_loaded(HERMES, tools=[]))
-    row = {**_rows_()[0], "tools": json.dumps([{"type": "function", "function": {"name": "f", "description": "d", "parameters": {}}}])}
+    row = {
+        **_rows_()[0],
+        "tools": json.dumps([{"type": "function", "function": {"name": "f", "description": "d", "parameters": {}}}]),
+    }
     prompt, _ = chat.conversation_ids(_loaded(HERMES).tokenizer, row, {})  # per-row tools, as TRL reads them
     assert '"name": "f"' in models.default_tokenizer().decode(prompt)
 
