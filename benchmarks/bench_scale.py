@@ -7,7 +7,7 @@ the throughput ratio of the largest to the smallest size, and local 2 workers vs
 Targets (issue 12): peak RSS <= 4 GiB and flat across sizes; throughput at the largest size >= 0.8x the
 smallest; 2 workers >= 1.6x 1 worker (needs 2 free cores).
 
-    python benchmarks/bench_scale.py [--rows 1M,3M,10M] [--workers 2] [--keep DIR]
+    python benchmarks/bench_scale.py [--rows 1M,3M,10M] [--workers 2] [--ray] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -26,7 +26,64 @@ import polars as pl
 import psutil
 
 VOCAB = np.array(
-    ["the", "a", "of", "to", "and", "in", "is", "was", "for", "on", "that", "with", "as", "by", "at", "from", "it", "an", "be", "this", "are", "or", "his", "her", "they", "which", "one", "river", "market", "signal", "paper", "model", "data", "city", "winter", "music", "garden", "engine", "story", "light", "number", "table", "street", "doctor", "animal", "ocean", "forest", "window", "letter", "teacher", "language", "planet", "machine", "kitchen", "mountain", "history"]
+    [
+        "the",
+        "a",
+        "of",
+        "to",
+        "and",
+        "in",
+        "is",
+        "was",
+        "for",
+        "on",
+        "that",
+        "with",
+        "as",
+        "by",
+        "at",
+        "from",
+        "it",
+        "an",
+        "be",
+        "this",
+        "are",
+        "or",
+        "his",
+        "her",
+        "they",
+        "which",
+        "one",
+        "river",
+        "market",
+        "signal",
+        "paper",
+        "model",
+        "data",
+        "city",
+        "winter",
+        "music",
+        "garden",
+        "engine",
+        "story",
+        "light",
+        "number",
+        "table",
+        "street",
+        "doctor",
+        "animal",
+        "ocean",
+        "forest",
+        "window",
+        "letter",
+        "teacher",
+        "language",
+        "planet",
+        "machine",
+        "kitchen",
+        "mountain",
+        "history",
+    ]
 )
 SHARD_ROWS = 250_000
 CARD = """\
@@ -88,13 +145,14 @@ def generate(root: Path, rows: int, seed: int = 0) -> None:
     (root / "bench.jsonl").write_text("".join(json.dumps(b) + "\n" for b in bench), encoding="utf-8")
 
 
-def build(root: Path, workers: int) -> tuple[float, float]:
+def build(root: Path, workers: int, executor: str = "local") -> tuple[float, float]:
     """(seconds, peak RSS GiB of the build's process tree) of one build in a fresh process."""
-    out = root / f"out-{workers}"
+    out = root / f"out-{executor}-{workers}"
     (root / "card.yaml").write_text(CARD.format(out=out), encoding="utf-8")
     cmd = [sys.executable, "-m", "cardtune", "build", str(root / "card.yaml"), "--quiet", "--force"]
+    cmd += ["--executor", "ray"] if executor == "ray" else ["--workers", str(workers)]
     start = time.perf_counter()
-    proc = subprocess.Popen([*cmd, "--workers", str(workers)], cwd=root)
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL)
     peak = 0
     tree = psutil.Process(proc.pid)
     while proc.poll() is None:
@@ -116,6 +174,9 @@ def main() -> None:
     parser.add_argument("--rows", default="1M,3M,10M", help="comma-separated sizes, e.g. 200k,1M")
     parser.add_argument("--workers", type=int, default=2, help="workers for the scaling runs (and the 2-vs-1 ratio)")
     parser.add_argument("--keep", type=Path, help="generate under this folder and keep it")
+    parser.add_argument(
+        "--ray", action="store_true", help="also build the smallest size on a local Ray (cardtune[ray])"
+    )
     args = parser.parse_args()
     sizes = [parse_rows(s) for s in args.rows.split(",")]
     base = args.keep or Path(tempfile.mkdtemp(prefix="cardtune-scale-"))
@@ -131,6 +192,9 @@ def main() -> None:
     small, large = sizes[0], sizes[-1]
     seconds_one, peak_one = build(base / f"rows-{small}", 1)
     print(f"{small:>12,} {1:>7} {seconds_one:>9.1f} {small / seconds_one:>10,.0f} {peak_one:>13.2f}")
+    if args.ray:
+        seconds_ray, peak_ray = build(base / f"rows-{small}", 0, "ray")
+        print(f"{small:>12,} {'ray':>7} {seconds_ray:>9.1f} {small / seconds_ray:>10,.0f} {peak_ray:>13.2f}")
     print()
     print(f"throughput {large:,} / {small:,} rows: {results[large][0] / results[small][0]:.2f}x (target >= 0.8x)")
     print(f"peak RSS: max {max(p for _, p in results.values()):.2f} GiB (target <= 4 GiB, flat)")

@@ -25,12 +25,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def file_digests(version_dir: Path) -> dict[str, str]:
-    """sha256 of every file the build wrote except the manifest (it holds timings)."""
-    return {
+    """sha256 of every file the build wrote; for the manifest, of everything but its timings and date."""
+    out = {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(version_dir.iterdir())
         if p.name != "manifest.json"
     }
+    manifest = json.loads((version_dir / "manifest.json").read_text(encoding="utf-8"))
+    for key in ("timings", "created", "card_path"):
+        manifest.pop(key, None)
+    out["manifest.json"] = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+    return out
 
 
 def words(rng: np.random.Generator, n: int) -> str:
