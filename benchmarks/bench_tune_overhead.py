@@ -7,7 +7,11 @@ cardtune additionally runs its pre-flight checks (parity, lengths), draws its pr
 and fastest wall times of each path are compared (the fastest is the least disturbed by other load on a shared
 machine); the per-step losses must be identical.
 
-    .venv/bin/python benchmarks/bench_tune_overhead.py [--steps 60] [--rounds 3] [--method lora]
+    .venv/bin/python benchmarks/bench_tune_overhead.py [--steps 60] [--rounds 3] [--method lora] [--data chat]
+
+``--data chat``: 3-turn conversations, every assistant turn trained — cardtune's default (``train.turns: all``)
+against plain TRL on the same rows as a ``messages`` dataset with ``assistant_only_loss=True`` (the built-in
+ChatML template's ``{% generation %}`` blocks); the per-step losses must be identical here too.
 
 Target (DESIGN.md §11): ratio <= 1.05.
 """
@@ -28,22 +32,26 @@ import polars as pl
 import yaml
 
 
-def write_version(root: Path, rows: int) -> Path:
-    """A dataset version in the store's format (instruction mode), manifest written last."""
+def write_version(root: Path, rows: int, turns: int = 1) -> Path:
+    """A dataset version in the store's format (instruction mode; ``turns`` user/assistant exchanges per row),
+    manifest written last."""
     r = random.Random(0)
     words = ["red", "blue", "green", "cat", "dog", "sun", "tree", "book", "city", "river", "the", "of"]
     data = []
     for i in range(rows):
-        text = " ".join(r.choice(words) for _ in range(r.randint(8, 40)))
-        answer = " ".join(r.choice(words) for _ in range(r.randint(1, 12)))
+        conv = []
+        for _ in range(turns):
+            text = " ".join(r.choice(words) for _ in range(r.randint(8, 40)))
+            answer = " ".join(r.choice(words) for _ in range(r.randint(1, 12)))
+            conv += [{"role": "user", "content": f"Summarize: {text}"}, {"role": "assistant", "content": answer}]
         data.append(
             {
                 "task": "t",
                 "template_id": "t/0",
                 "source_ref": f"t:{i}",
                 "answer_choices": None,
-                "prompt": [{"role": "user", "content": f"Summarize: {text}"}],
-                "completion": [{"role": "assistant", "content": answer}],
+                "prompt": conv[:-1],
+                "completion": conv[-1:],
             }
         )
     msg = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
@@ -95,7 +103,9 @@ def _manifest(version_id: str, rows: int) -> Any:
     )
 
 
-def plain_trl(model_dir: Path, version: Path, out: Path, sft: dict[str, Any], method: str) -> list[float]:
+def plain_trl(
+    model_dir: Path, version: Path, out: Path, sft: dict[str, Any], method: str, chat: bool = False
+) -> list[float]:
     """What a user would write by hand with TRL."""
     import pyarrow.parquet as pq
     from datasets import Dataset
@@ -108,6 +118,9 @@ def plain_trl(model_dir: Path, version: Path, out: Path, sft: dict[str, Any], me
     # In memory, as cardtune reads versions: `Dataset.from_parquet` would let later rounds reuse datasets'
     # on-disk map cache and skip tokenization, which measures the cache, not the trainer.
     train = Dataset(pq.read_table(version / "train.parquet")).select_columns(["prompt", "completion"])
+    if chat:  # TRL's conversational language-modeling form: every assistant turn, by its generation blocks
+        train = train.map(lambda r: {"messages": r["prompt"] + r["completion"]}, remove_columns=["prompt", "completion"])
+        sft = {**sft, "assistant_only_loss": True}
     peft = {
         "full": None,
         "lora": LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear"),
@@ -135,6 +148,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=480)
     parser.add_argument("--method", choices=["full", "lora", "prompt_tuning"], default="lora")
+    parser.add_argument("--data", choices=["single", "chat"], default="single", help="chat: 3-turn conversations")
     ns = parser.parse_args()
 
     from cardtune.train import config as cfg
@@ -146,7 +160,8 @@ def main() -> int:
     tok = default_tokenizer()
     default_model(tok, seed=0).save_pretrained(model_dir)
     tok.save_pretrained(model_dir)
-    version = write_version(root / "datasets", ns.rows)
+    chat = ns.data == "chat"
+    version = write_version(root / "datasets", ns.rows, turns=3 if chat else 1)
     user_sft = {"max_steps": ns.steps, "per_device_train_batch_size": 8, "logging_steps": 1}
     card = root / "card.yaml"
     card.write_text(
@@ -172,7 +187,7 @@ def main() -> int:
                 out = root / f"{name}-{i}"
                 start = time.perf_counter()
                 if name == "trl":
-                    got = plain_trl(model_dir, version, out, sft, ns.method)
+                    got = plain_trl(model_dir, version, out, sft, ns.method, chat)
                 else:
                     got = with_cardtune(card, version, out)
                 elapsed = time.perf_counter() - start
@@ -183,7 +198,7 @@ def main() -> int:
     best = {k: min(v) for k, v in times.items()}
     ratio = best["cardtune"] / best["trl"]
     same = losses["cardtune"] == losses["trl"]
-    print(f"method={ns.method} steps={ns.steps} rows={ns.rows} rounds={ns.rounds}")
+    print(f"method={ns.method} data={ns.data} steps={ns.steps} rows={ns.rows} rounds={ns.rounds}")
     for name, label in (("trl", "plain TRL"), ("cardtune", "cardtune ")):
         runs = ", ".join(f"{t:.2f}" for t in times[name])
         print(f"{label}: fastest {best[name]:.2f}s  median {med[name]:.2f}s  [{runs}]")

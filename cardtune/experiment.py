@@ -61,11 +61,23 @@ COLUMNS = {  # cell key -> column header
 }
 
 
-def derived_card(src: Path, out: Path, seed: int, base: Path | None) -> Path:
+@dataclass(frozen=True)
+class Override:
+    """What the command line changes in every card: the model (a hub id or local path) and the full-weight rate."""
+
+    model: str | None = None
+    learning_rate: float | None = None
+
+
+def derived_card(src: Path, out: Path, seed: int, base: Path | None, override: Override = Override()) -> Path:
     """The experiment card with ``train.seed`` (and ``train.base``) set and every path absolute, under ``out``."""
     data = yaml.safe_load(src.read_text(encoding="utf-8"))
     here = src.resolve().parent
     data["train"] = {**data.get("train", {}), "seed": seed}
+    if override.model is not None:
+        data["train"]["model"] = override.model
+    if override.learning_rate is not None and data["train"].get("method") == "full":
+        data["train"]["sft"] = {**data["train"].get("sft", {}), "learning_rate": override.learning_rate}
     if base is not None:
         data["train"]["base"] = str(base.resolve())
     if data.get("templates_dir"):
@@ -81,7 +93,7 @@ def derived_card(src: Path, out: Path, seed: int, base: Path | None) -> Path:
 
 
 def cells(result: dict[str, Any]) -> dict[str, float | None]:
-    """The table's metric cells of one evaluation (multiple-choice accuracy, chance = 0.2)."""
+    """The table's metric cells of one evaluation (multiple-choice accuracy over the six words: chance 1/6)."""
 
     def acc(m: dict[str, Any] | None) -> float | None:
         return float(m["accuracy"]) if m and "accuracy" in m else None
@@ -103,7 +115,9 @@ def summarize(values: list[float | None]) -> dict[str, Any]:
     return {"mean": statistics.fmean(got), "sd": statistics.stdev(got) if len(got) > 1 else None, "values": values}
 
 
-def run(out: Path, cards: Path, *, quick: bool = False, seeds: int | None = None) -> dict[str, Any]:
+def run(
+    out: Path, cards: Path, *, quick: bool = False, seeds: int | None = None, override: Override = Override()
+) -> dict[str, Any]:
     """Tune and evaluate every setup; return (and write to ``out/compare.json``) the measured table."""
     from cardtune.train.evaluate import evaluate
     from cardtune.train.run import tune
@@ -119,7 +133,7 @@ def run(out: Path, cards: Path, *, quick: bool = False, seeds: int | None = None
         measured: list[dict[str, Any]] = []
         for seed in range(n):
             console.rule(f"[bold]{esc(setup.label)}[/] · seed {seed}")
-            card = derived_card(cards / setup.card, out, seed, base if setup.on_base else None)
+            card = derived_card(cards / setup.card, out, seed, base if setup.on_base else None, override)
             result = tune(card, output=out / "runs", max_steps=max_steps, progress=not quick)
             assert result.info is not None
             evaluated = evaluate(result.run_dir, limit=limit)
@@ -131,7 +145,7 @@ def run(out: Path, cards: Path, *, quick: bool = False, seeds: int | None = None
                     link.unlink()
                 link.symlink_to(base.resolve(), target_is_directory=True)
                 untrained = evaluate(result.run_dir, limit=limit, untrained=True)
-                rows.append(_row("untrained model (chance 0.20)", [{"cells": cells(untrained)}], None))
+                rows.append(_row("untrained model (chance 0.17)", [{"cells": cells(untrained)}], None))
         rows.append(_row(setup.label, measured, measured[0]["info"]))
         run_dirs[setup.label] = [m["run"] for m in measured]
     report = {
@@ -142,6 +156,7 @@ def run(out: Path, cards: Path, *, quick: bool = False, seeds: int | None = None
         "wall_s": round(time.perf_counter() - started, 1),
         "rows": rows,
         "runs": run_dirs,
+        "model": override.model or "default",
     }
     (out / "compare.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (out / "compare.md").write_text(markdown(report), encoding="utf-8")
@@ -195,7 +210,7 @@ def markdown(report: dict[str, Any]) -> str:
 def print_report(report: dict[str, Any]) -> None:
     from rich.table import Table
 
-    t = Table(title=f"what instruction tuning buys (target task: {report['target']}; accuracy, chance 0.20)")
+    t = Table(title=f"what instruction tuning buys (target task: {report['target']}; accuracy, chance 1/6)")
     for h in HEADERS:
         t.add_column(h, justify="left" if h == "setup" else "right")
     for row in report["rows"]:
@@ -209,11 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("runs/compare"), help="runs, cards and the table")
     parser.add_argument("--cards", type=Path, default=CARDS, help="the experiment cards' folder")
     parser.add_argument("--seeds", type=int, default=None, help="seeds for every setup (default: 3 headline, 1)")
+    parser.add_argument("--model", default=None, help="train.model of every card (default: the embedded model)")
+    parser.add_argument("--learning-rate", type=float, default=None, help="learning rate of the full-weight cards")
     args = parser.parse_args(argv)
+    override = Override(args.model, args.learning_rate)
     try:
         from cardtune.train.compare import collect, table
 
-        report = run(args.output, args.cards, quick=args.quick, seeds=args.seeds)
+        report = run(args.output, args.cards, quick=args.quick, seeds=args.seeds, override=override)
         console.rule("[bold]cardtune compare (seed 0 of each setup)")
         console.print(table(collect([dirs[0] for dirs in report["runs"].values()])))
         print_report(report)

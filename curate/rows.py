@@ -9,6 +9,9 @@ Rendered rows (a polars DataFrame) carry:
   too) and ``completion`` (a list with the one final assistant message); finetune mode: ``prompt`` and
   ``completion`` as plain strings. One schema for every row, so TRL sees a single conversational
   prompt-completion dataset;
+* conversation rows (``templating/conversation.py``: tool calls, tool results, reasoning) have messages with
+  ``reasoning_content``, ``tool_calls``, ``tool_call_id`` and ``name`` too, and a ``tools`` column (JSON text of
+  the tool schemas, or null); ``prompt`` + ``completion`` is the whole conversation;
 * ``answer_choices`` (list[str] or null) for likelihood-ranked evaluation;
 * internal columns used by filters and dropped before writing: ``_prompt_text``, ``_completion_text``
   (flat text of the payload) and ``_fields_text`` (the raw template inputs joined by newlines, for
@@ -29,6 +32,7 @@ SOURCE_REF = "source_ref"
 PROMPT = "prompt"
 COMPLETION = "completion"
 ANSWER_CHOICES = "answer_choices"
+TOOLS = "tools"
 PROMPT_TEXT = "_prompt_text"
 COMPLETION_TEXT = "_completion_text"
 FIELDS_TEXT = "_fields_text"
@@ -101,14 +105,32 @@ MESSAGE_SEPARATOR = "\n\n"  # between the turns of a message list, as the render
 
 
 def flat_text(column: str, dtype: pl.DataType) -> pl.Expr:
-    """Flat text of a payload column: strings as they are, message lists as their contents joined by a blank line.
+    """Flat text of a payload column: strings as they are, message lists as their texts joined by a blank line.
 
-    The same text the filters saw when the rows were rendered, so stored rows read back (near-dedup ``against``,
-    reports) measure and compare like fresh ones.
+    A message's text is its content; a conversation row's message also shows its reasoning and its tool calls
+    (``name(arguments)``, one a line), so filters see the whole conversation. The same text the filters saw when
+    the rows were rendered, so stored rows read back (near-dedup ``against``, reports) measure and compare like
+    fresh ones.
     """
     if isinstance(dtype, pl.List):
-        return pl.col(column).list.eval(pl.element().struct.field("content")).list.join(MESSAGE_SEPARATOR).fill_null("")
+        return pl.col(column).list.eval(message_text(dtype.inner)).list.join(MESSAGE_SEPARATOR).fill_null("")
     return pl.col(column).cast(pl.String).fill_null("")
+
+
+def message_text(dtype: pl.DataType | None) -> pl.Expr:
+    """The text of one message (``pl.element()`` of a message list) of struct type ``dtype``."""
+    el = pl.element().struct
+    names = {f.name for f in dtype.fields} if isinstance(dtype, pl.Struct) else set()
+    if "tool_calls" not in names:
+        return el.field("content")
+
+    def some(text: pl.Expr) -> pl.Expr:
+        return pl.when(text.str.len_chars() > 0).then(text)
+
+    fn = pl.element().struct.field("function").struct
+    calls = el.field("tool_calls").list.eval(pl.concat_str([fn.field("name"), pl.lit("("), fn.field("arguments"), pl.lit(")")]))
+    parts = [some(el.field("reasoning_content")), some(el.field("content")), some(calls.list.join("\n"))]
+    return pl.concat_str(parts, separator="\n", ignore_nulls=True).fill_null("")
 
 
 def with_flat_text(frame: pl.DataFrame) -> pl.DataFrame:

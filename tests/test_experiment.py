@@ -26,7 +26,7 @@ def test_compare_quick_end_to_end(tmp_path: Path) -> None:
             assert row[key]["mean"] is not None and 0.0 <= row[key]["mean"] <= 1.0, (row["setup"], key)
     by = {row["setup"]: row for row in report["rows"]}
     full = by["instruction tuning"]["trainable_params"]
-    assert by["LoRA module on the IT base"]["trainable_params"] < full / 10
+    assert by["LoRA module on the IT base"]["trainable_params"] < full / 5
     assert by["prompt tuning on the IT base"]["trainable_params"] < by["LoRA module on the IT base"]["trainable_params"]
     assert "| setup |" in (out / "compare.md").read_text()
     # the task modules were tuned on the instruction-tuned run, and every run's card says what it trained with

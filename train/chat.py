@@ -20,7 +20,10 @@ import functools
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from cardtune.curate.errors import UserInputError
 
 # Variables `apply_chat_template` (transformers) and Jinja itself provide to every template.
 PROVIDED = frozenset(
@@ -94,12 +97,38 @@ def render_kwargs(row: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+def template_messages(messages: Sequence[Any]) -> list[dict[str, Any]]:
+    """Messages as chat templates read them: null fields dropped (a stored conversation row has every field, and
+    ``x is defined`` holds for a null), tool-call arguments as mappings (the rows keep them as JSON text)."""
+    out = []
+    for message in messages:
+        m = {k: v for k, v in dict(message).items() if v is not None}
+        if m.get("tool_calls"):
+            m["tool_calls"] = [_call(c) for c in m["tool_calls"]]
+        elif "tool_calls" in m:
+            del m["tool_calls"]
+        out.append(m)
+    return out
+
+
+def _call(call: dict[str, Any]) -> dict[str, Any]:
+    c = {k: v for k, v in call.items() if v is not None}
+    fn = dict(c.get("function") or {})
+    if isinstance(fn.get("arguments"), str):
+        fn["arguments"] = json.loads(fn["arguments"]) if fn["arguments"].strip() else {}
+    return {**c, "function": fn}
+
+
 def chat_ids(
     tokenizer: Any, messages: Sequence[Any], kwargs: dict[str, Any], *, add_generation_prompt: bool = False
 ) -> list[int]:
     """Token ids of ``messages`` rendered with the tokenizer's chat template (as TRL tokenizes them)."""
     out = tokenizer.apply_chat_template(
-        list(messages), add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=True, **kwargs
+        template_messages(messages),
+        add_generation_prompt=add_generation_prompt,
+        tokenize=True,
+        return_dict=True,
+        **kwargs,
     )
     return list(out["input_ids"])
 
@@ -112,6 +141,103 @@ def conversation_ids(tokenizer: Any, row: dict[str, Any], kwargs: dict[str, Any]
     return prompt, full
 
 
+@dataclass(frozen=True)
+class TurnPolicy:
+    """Which tokens of a conversation are trained (``train.turns``, ``train.roles``, ``train.train_on_eot``)."""
+
+    turns: str = "all"  # all | last
+    roles: tuple[str, ...] = ("assistant", "function_call")
+    train_on_eot: bool = True
+
+    def trains(self, message: dict[str, Any]) -> bool:
+        """Whether an assistant message is among the trained kinds (an answer, or a turn that calls tools)."""
+        return ("function_call" if message.get("tool_calls") else "assistant") in self.roles
+
+
+def has_generation_markers(text: Any) -> bool:
+    """Whether a chat template marks assistant output with ``{% generation %}`` blocks."""
+    return isinstance(text, str) and re.search(r"\{%-?\s*generation\s*-?%\}", text) is not None
+
+
+def assistant_turns(messages: Sequence[Any]) -> list[int]:
+    """Positions of the assistant messages."""
+    return [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+
+
+class MaskError(ValueError):
+    """The template's ``{% generation %}`` blocks do not match the conversation's assistant turns."""
+
+
+def turn_spans(
+    tokenizer: Any, messages: Sequence[Any], kwargs: dict[str, Any], stop_ids: set[int], train_on_eot: bool = True
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """(ids of the whole conversation, one (start, end) token span per assistant turn), as training masks them.
+
+    With ``{% generation %}`` markers (and a fast tokenizer): each block's tokens (one render, TRL's
+    ``assistant_only_loss`` rule). Without: each turn from the end of the conversation before it rendered with
+    ``add_generation_prompt=True`` (what inference sees). Either way a span ends at its first stop token,
+    included when ``train_on_eot``; tokens after it (a newline, the next header) are never trained.
+    """
+    msgs = list(messages)
+    turns = assistant_turns(msgs)
+    if has_generation_markers(tokenizer.chat_template) and getattr(tokenizer, "is_fast", False):
+        out = tokenizer.apply_chat_template(
+            template_messages(msgs), tokenize=True, return_dict=True, return_assistant_tokens_mask=True, **kwargs
+        )
+        full, mask = list(out["input_ids"]), list(out["assistant_masks"])
+        blocks = _runs(mask)
+        if len(blocks) != len(turns):
+            raise MaskError(
+                f"the chat template's {{% generation %}} blocks mark {len(blocks)} spans, the conversation has "
+                f"{len(turns)} assistant turns"
+            )
+    else:
+        full = chat_ids(tokenizer, msgs, kwargs)
+        blocks = []
+        for i in turns:
+            start = common_prefix(chat_ids(tokenizer, msgs[:i], kwargs, add_generation_prompt=True), full)
+            blocks.append((start, len(full)))
+    return full, [_cut(full, a, b, stop_ids, train_on_eot) for a, b in blocks]
+
+
+def _runs(mask: Sequence[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for i, m in enumerate(mask):
+        if m and out and out[-1][1] == i:
+            out[-1] = (out[-1][0], i + 1)
+        elif m:
+            out.append((i, i + 1))
+    return out
+
+
+def _cut(full: Sequence[int], a: int, b: int, stop_ids: set[int], eot: bool) -> tuple[int, int]:
+    """The span [a, b) up to its first stop token (one just after the block counts: a template may render the
+    end-of-turn outside its generation block)."""
+    stop = next((i for i in range(a, min(b + 1, len(full))) if full[i] in stop_ids), None)
+    if stop is None:
+        return a, b
+    return a, stop + 1 if eot else stop
+
+
+def conversation_features(
+    tokenizer: Any, row: dict[str, Any], kwargs: dict[str, Any], stop_ids: set[int], policy: TurnPolicy
+) -> tuple[list[int], list[int]]:
+    """(input ids, trained-token mask) of a conversational row under ``policy``."""
+    kw = render_kwargs(row, kwargs)
+    msgs = list(row["prompt"]) + list(row["completion"])
+    if policy.turns == "last" or len(assistant_turns(msgs)) == 1 and not has_generation_markers(tokenizer.chat_template):
+        prompt = chat_ids(tokenizer, row["prompt"], kw, add_generation_prompt=True)
+        full = chat_ids(tokenizer, msgs, kw)
+        mask = trained_mask(prompt, full, stop_ids, policy.train_on_eot)
+        return full, mask if policy.trains(msgs[-1]) else [0] * len(full)
+    full, spans = turn_spans(tokenizer, msgs, kw, stop_ids, policy.train_on_eot)
+    mask = [0] * len(full)
+    for i, (a, b) in zip(assistant_turns(msgs), spans, strict=True):
+        if policy.trains(msgs[i]):
+            mask[a:b] = [1] * (b - a)
+    return full, mask
+
+
 def common_prefix(a: Sequence[Any], b: Sequence[Any]) -> int:
     """Length of the longest common prefix of two sequences (token ids, or text)."""
     n = 0
@@ -122,23 +248,49 @@ def common_prefix(a: Sequence[Any], b: Sequence[Any]) -> int:
     return n
 
 
-def trained_mask(prompt: Sequence[int], full: Sequence[int], stop_ids: set[int]) -> list[int]:
-    """1 for the tokens the loss trains: after the common prefix with the prompt, up to the first stop token."""
+def trained_mask(prompt: Sequence[int], full: Sequence[int], stop_ids: set[int], eot: bool = True) -> list[int]:
+    """1 for the tokens the loss trains: after the common prefix with the prompt, up to the first stop token
+    (included when ``eot``)."""
     start = common_prefix(prompt, full)
     end = next((i + 1 for i in range(start, len(full)) if full[i] in stop_ids), len(full))
+    if not eot and end > start and full[end - 1] in stop_ids:
+        end -= 1
     return [0] * start + [1] * (end - start) + [0] * (len(full) - end)
 
 
-def training_features(tokenizer: Any, dataset: Any, kwargs: dict[str, Any], stop_ids: set[int]) -> Any:
-    """Conversational rows → ``input_ids`` + ``completion_mask`` (what TRL's SFTTrainer trains on as is); other
-    columns but ``prompt``/``completion``/``tools`` (a ``task`` label) are kept."""
+def training_features(
+    tokenizer: Any, dataset: Any, kwargs: dict[str, Any], stop_ids: set[int], policy: TurnPolicy | None = None
+) -> Any:
+    """Conversational rows → ``input_ids`` + ``completion_mask`` (what TRL's SFTTrainer trains on as is): every
+    assistant turn the ``policy`` trains (default: all of them); other columns but
+    ``prompt``/``completion``/``tools`` (a ``task`` label) are kept."""
+    policy = policy or TurnPolicy()
 
     def features(row: dict[str, Any]) -> dict[str, list[int]]:
-        prompt, full = conversation_ids(tokenizer, row, kwargs)
-        return {"input_ids": full, "completion_mask": trained_mask(prompt, full, stop_ids)}
+        try:
+            full, mask = conversation_features(tokenizer, row, kwargs, stop_ids, policy)
+        except MaskError as exc:
+            raise UserInputError(f"row {row.get('source_ref', '?')}: {exc}") from None
+        except Exception as exc:  # the template refuses the conversation (its raise_exception, a TemplateError)
+            msgs = list(row["prompt"]) + list(row["completion"])
+            turn = next((k for k in range(1, len(msgs) + 1) if _fails(tokenizer, msgs[:k], render_kwargs(row, kwargs))), None)
+            task = f"task {row['task']!r}, " if row.get("task") else ""
+            at = f", turn {turn}" if turn else ""
+            raise UserInputError(
+                f"{task}row {row.get('source_ref', '?')}{at}: the chat template cannot render the conversation: {exc}"
+            ) from None
+        return {"input_ids": full, "completion_mask": mask}
 
-    drop = [c for c in ("prompt", "completion", "tools") if c in dataset.column_names]
+    drop = [c for c in ("prompt", "completion", "tools", "source_ref") if c in dataset.column_names]
     return dataset.map(features, remove_columns=drop)
+
+
+def _fails(tokenizer: Any, messages: Sequence[Any], kwargs: dict[str, Any]) -> bool:
+    try:
+        chat_ids(tokenizer, messages, kwargs)
+    except Exception:
+        return True
+    return False
 
 
 def template_variables(text: str, *, provided: frozenset[str] = PROVIDED) -> set[str]:

@@ -151,8 +151,10 @@ def _text(payload: Any) -> str:
 
 
 def _prompt_ids(tokenizer: Any, row: dict[str, Any], conversational: bool) -> list[int]:
-    if conversational:
-        return list(tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True)["input_ids"])
+    if conversational:  # the history (tool calls and results included) and the row's tools, as training saw them
+        from cardtune.train import chat
+
+        return chat.chat_ids(tokenizer, row["prompt"], chat.render_kwargs(row, {}), add_generation_prompt=True)
     return list(tokenizer(row["prompt"])["input_ids"])
 
 

@@ -51,6 +51,11 @@ def with_eos(completion: str, eos: str) -> str:
 def lengths(tokenizer: Any, dataset: Any, conversational: bool) -> tuple[list[int], list[int]]:
     """(prompt lengths, prompt+completion lengths) in tokens for every row of ``dataset``."""
     prompts, completions = list(dataset["prompt"]), list(dataset["completion"])
+    if conversational and "tools" in dataset.column_names:  # conversation rows: each with its own tools
+        from cardtune.train import chat
+
+        pairs = [chat.conversation_ids(tokenizer, row, {}) for row in dataset]
+        return [len(p) for p, _ in pairs], [len(f) for _, f in pairs]
     if conversational:
         p_text = tokenizer.apply_chat_template(prompts, add_generation_prompt=True, tokenize=False)
         f_text = tokenizer.apply_chat_template(

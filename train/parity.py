@@ -45,6 +45,11 @@ CAUSES = {
     "stop_before_completion": "a stop token comes before the completion",
     "completion_not_verbatim": "the trained tokens do not contain the completion verbatim",
     "template_text_varies": "the template text trained around the completion differs between rows",
+    # per-turn checks (train.turns: all; train/parity_turns.py)
+    "turn_history_changed": "the conversation up to an assistant turn (with the generation prompt) is not a prefix "
+    "of the whole conversation's rendering",
+    "mask_mismatch": "the trained tokens are not exactly the assistant spans of the conversation",
+    "generation_blocks_mismatch": "the template's {% generation %} blocks do not match the assistant turns",
 }
 _DECLARE = "train.chat_template: {path: FILE, end_of_turn: [MARKER], add_special_tokens: true}"
 
@@ -91,6 +96,7 @@ class ParityResult:
     around_completion: tuple[str, str] = ("", "")
     untrained_after_stop: str = ""
     notes: list[str] = field(default_factory=list)
+    turns_checked: int = 0  # assistant turns checked one by one (train.turns: all)
 
 
 def sample_indices(tasks: Sequence[Any], template_ids: Sequence[Any], n: int = SAMPLE, seed: int = 0) -> list[int]:
@@ -135,22 +141,39 @@ def check_parity(
     stop_ids: set[int],
     seed: int = 0,
     kwargs: dict[str, Any] | None = None,
+    policy: chat.TurnPolicy | None = None,
 ) -> ParityResult:
-    """Raise ``ParityError`` (showing tokens) unless every sampled row passes every check."""
+    """Raise ``ParityError`` (showing tokens) unless every sampled row passes every check; with a ``policy`` of
+    ``turns: all``, every assistant turn of each sampled row is checked too (``parity_turns``)."""
+    from cardtune.train import parity_turns
+
     sample = sample_rows(rows, seed=seed)
     passed: list[RowParity] = []
+    turns = 0
     for row in sample:
         outcome = check_row(tokenizer, row, conversational=conversational, stop_ids=stop_ids, kwargs=kwargs)
         if isinstance(outcome, ParityFailure):
             raise ParityError(outcome)
         passed.append(outcome)
-    varies = _check_fixed(sample, passed)
+        if conversational and policy is not None and policy.turns == "all":
+            checked = parity_turns.check_turns(tokenizer, row, stop_ids, kwargs or {}, policy)
+            if isinstance(checked, ParityFailure):
+                raise ParityError(checked)
+            turns += checked
+    plain = [(r, p) for r, p in zip(sample, passed, strict=True) if not _structured(r, conversational)]
+    varies = _check_fixed([r for r, _ in plain], [p for _, p in plain])
     if varies is not None:
         raise ParityError(varies)
     first = passed[0] if passed else RowParity("", "", "", "")
     notes = sorted({n for p in passed for n in p.notes})
     stops = [str(tokenizer.convert_ids_to_tokens(i)) for i in sorted(stop_ids)]
-    return ParityResult(len(sample), stops, (first.before, first.after), first.untrained, notes)
+    return ParityResult(len(sample), stops, (first.before, first.after), first.untrained, notes, turns)
+
+
+def _structured(row: dict[str, Any], conversational: bool) -> bool:
+    """A final turn with reasoning or tool calls: its trained text holds more than the content (not template text)."""
+    last = row["completion"][-1] if conversational and row.get("completion") else {}
+    return bool(isinstance(last, dict) and (last.get("tool_calls") or last.get("reasoning_content")))
 
 
 def check_row(
@@ -176,6 +199,12 @@ def check_row(
         else:
             prompt, full = token_ids(tokenizer, row, conversational)
     except Exception as exc:  # jinja2 TemplateError, the template's own raise_exception, a None it iterates
+        if conversational:
+            from cardtune.train.parity_turns import failing_turn
+
+            msgs = list(row["prompt"]) + list(row["completion"])
+            turn = failing_turn(tokenizer, msgs, chat.render_kwargs(row, kwargs or {}))
+            where += f", turn {turn}" if turn else ""
         return _render_failure(tokenizer, exc, kwargs or {}, where)
     failure = _check_assistant_rendered(prompt, full, conversational, where) or _check_prefix(
         tokenizer, row, prompt, full, conversational, kwargs or {}, where
@@ -183,6 +212,11 @@ def check_row(
     if failure is not None:
         return failure
     return _check_trained(tokenizer, row, full[len(prompt) :], conversational, stop_ids, where)
+
+
+def render_failure(tokenizer: Any, exc: Exception, kwargs: dict[str, Any], where: str) -> ParityFailure:
+    """A ``render_error``: the template's message, and the template variables the card does not set."""
+    return _render_failure(tokenizer, exc, kwargs, where)
 
 
 def _render_failure(tokenizer: Any, exc: Exception, kwargs: dict[str, Any], where: str) -> ParityFailure:
@@ -259,6 +293,9 @@ def _check_prefix(
 
 
 def _expected(tokenizer: Any, row: dict[str, Any], conversational: bool) -> str:
+    if conversational and not str(row["completion"][-1].get("content") or "").strip():  # a tool call: its name
+        calls = row["completion"][-1].get("tool_calls") or [{}]
+        return str((calls[0].get("function") or {}).get("name") or "")
     expected = row["completion"][-1]["content"] if conversational else row["completion"]
     eos = tokenizer.eos_token or ""
     if not conversational and eos and expected.endswith(eos):

@@ -115,6 +115,7 @@ def _tune(
     tasks = train_rows["task"] if "task" in columns else [""] * len(train_rows)
     templates = train_rows["template_id"] if "template_id" in columns else [""] * len(train_rows)
     sample = train_rows.select(parity.sample_indices(tasks, templates, seed=card.train.seed)).to_list()
+    policy = chat.TurnPolicy(card.train.turns, tuple(card.train.roles), card.train.train_on_eot)
     checked = parity.check_parity(
         loaded.tokenizer,
         sample,
@@ -122,6 +123,7 @@ def _tune(
         stop_ids=stops,
         seed=card.train.seed,
         kwargs=loaded.chat_template_kwargs,
+        policy=policy,
     )
     train_rows, report = lengths.check_lengths(
         loaded.tokenizer,
@@ -132,12 +134,15 @@ def _tune(
     )
     # `task` travels with the rows (per-task signal, train/pertask.py); TRL's remove_unused_columns drops it
     # before the collator, so only token ids reach the model
-    train_rows = train_rows.select_columns(["prompt", "completion", *(["task"] if "task" in columns else [])])
-    if conversational:  # tokenized as the parity check did; tokens after the stop token are not trained
-        train_rows = chat.training_features(loaded.tokenizer, train_rows, loaded.chat_template_kwargs, stops)
+    extra = [c for c in ("tools", "source_ref") if conversational and c in columns]  # read, then dropped
+    train_rows = train_rows.select_columns(["prompt", "completion", *extra, *(["task"] if "task" in columns else [])])
+    if conversational:  # tokenized as the parity check did: every assistant turn `train.turns` and `roles` train
+        train_rows = chat.training_features(loaded.tokenizer, train_rows, loaded.chat_template_kwargs, stops, policy)
     _check_prompt_tuning(card, loaded, kwargs.get("max_length"))
     say = _printer(progress and _launch_env(RANK_VARS, 0) == 0)
     say(f"parity: ok on {checked.rows_checked} rows (stop tokens {', '.join(checked.stop_tokens)})")
+    if checked.turns_checked:
+        say(f"parity: every assistant turn trained as its span ({checked.turns_checked} turns checked)")
     if any(checked.around_completion):
         say(f"parity: template text trained around the completion: {checked.around_completion!r}")
     for note in checked.notes:

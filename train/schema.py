@@ -134,6 +134,20 @@ class Train(Section):
         "`cardtune eval` alike (e.g. `enable_thinking: false`, `reasoning_effort: low`, `tools: [...]`). "
         "Default: none.",
     )
+    turns: Literal["all", "last"] = Field(
+        "all",
+        description="Instruction mode: which assistant turns of a conversation are trained: `all` (every one, as "
+        "TRL's `assistant_only_loss`, LLaMA-Factory and axolotl do) or `last` (only the final one). Default: `all`.",
+    )
+    roles: list[Literal["assistant", "function_call"]] = Field(
+        default_factory=lambda: ["assistant", "function_call"],
+        description="Which assistant turns are trained: `assistant` (answers) and/or `function_call` (turns that "
+        "call tools). Tool outputs, user and system turns are never trained. Default: both.",
+    )
+    train_on_eot: bool = Field(
+        True,
+        description="Train each trained turn's end-of-turn token (the model learns to stop). Default: `true`.",
+    )
     base: str | None = Field(None, description="An earlier run directory to start from (task modules on a tuned base).")
     overlong: Literal["truncate", "drop"] = Field(
         "truncate", description="Rows longer than `sft.max_length`: truncate or drop. Default: `truncate`."
@@ -145,6 +159,15 @@ class Train(Section):
         description="TRL `SFTConfig` fields (learning_rate, num_train_epochs, max_length, ...); unknown names "
         "are errors. Default: cardtune's per-mode defaults.",
     )
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one of assistant, function_call (else nothing is trained)")
+        if len(set(value)) != len(value):
+            raise ValueError("a role is listed twice")
+        return value
 
     @field_validator("chat_template_kwargs")
     @classmethod

@@ -32,6 +32,10 @@ def cross_checks(card: Card) -> list[tuple[tuple[str | int, ...], str]]:
             )
         elif task.held_out_templates and not task.templates:
             problems.append((("tasks", i, "held_out_templates"), "the task has no `templates` to hold out"))
+        if task.conversation is not None and task.templates:
+            problems.append((("tasks", i, "conversation"), "a task with `templates` renders its own conversations"))
+        if task.conversation is not None and card.mode == "finetune":
+            problems.append((("tasks", i, "conversation"), "conversations need `mode: instruction`"))
     names = {t.name: t for t in card.tasks}
     for task_name in card.eval.templates:
         if task_name not in names:

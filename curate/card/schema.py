@@ -19,6 +19,7 @@ from cardtune.curate.card.yamlsrc import LocatedYaml
 from cardtune.curate.errors import Issue
 from cardtune.curate.filters import filters_model
 from cardtune.curate.sources.spec import Source
+from cardtune.curate.templating.conversation import Conversation
 from cardtune.train.schema import Train
 
 if TYPE_CHECKING:
@@ -73,6 +74,13 @@ class Task(Section):
         description="Template ids or globs, among the task's `templates`, that never render training rows: the "
         "task's eval rows are also rendered with each of them into the `eval_unseen_templates` split "
         "(seen task, unseen phrasing). Default: none.",
+    )
+    conversation: Conversation | None = Field(
+        None,
+        description="A task without templates whose source holds conversations in another layout: the format "
+        "(openai, sharegpt, alpaca) and field mapping (LLaMA-Factory's columns/tags, axolotl's chat_template "
+        "fields). Tool calls, tool results, reasoning and a `tools` column are read either way. Default: "
+        "`messages` (OpenAI) or `conversations` (ShareGPT) as they are.",
     )
 
 
@@ -216,6 +224,8 @@ class Card(Section):
         for task in data["tasks"]:
             if not task.get("held_out_templates"):
                 task.pop("held_out_templates", None)
+            if task.get("conversation") is None:
+                task.pop("conversation", None)
         if not data["eval"]["templates"]:
             data.pop("eval")
         return data

@@ -22,7 +22,7 @@ from cardtune.curate.errors import UserInputError
 from cardtune.curate.execute import spill, stages
 from cardtune.curate.execute.executors import Executor
 from cardtune.curate.execute.parts import PARTITION_ROWS, NeedsWhole, Part, plan_parts
-from cardtune.curate.execute.writer import unify
+from cardtune.curate.execute.writer import by_partition, unify
 from cardtune.curate.filters.base import Decision
 from cardtune.curate.progress import Steps
 from cardtune.curate.rows import INTERNAL_COLUMNS, SOURCE_REF, TASK
@@ -229,8 +229,7 @@ def _global_segment(
         evidence = np.asarray(decision.evidence, dtype=object)
         dup_of = np.asarray(decision.duplicate_of, dtype=object) if decision.duplicate_of is not None else None
         counts: dict[str, int] = {}
-        for k in np.unique(owner).tolist():
-            sel = np.flatnonzero(owner == k)
+        for k, sel in by_partition(owner):
             local = (rows[sel] - out.offsets[k]).astype(np.int64)
             part_decision = Decision(
                 drop=local,

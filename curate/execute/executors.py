@@ -170,7 +170,9 @@ def _probe(address: str) -> None:
         with socket.create_connection((host, int(port)), timeout=PROBE_SECONDS):
             return
     except OSError as exc:
-        raise UserInputError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); nothing was built") from None
+        raise UserInputError(
+            f"no Ray cluster answers at {address} ({exc.strerror or exc}); nothing was built"
+        ) from None
 
 
 PROBE_SECONDS = 5.0

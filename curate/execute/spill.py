@@ -71,13 +71,14 @@ class SpillView:
         return pl.concat(chunks) if chunks else pl.Series(name, [])
 
     def texts(self, positions: npt.NDArray[np.int64], scope: Scope) -> pl.Series:
+        from cardtune.curate.execute.writer import by_partition
         from cardtune.curate.filters.exact_dedup import scoped_text
 
         wanted = self.rows[positions]
         owner = np.searchsorted(self.offsets, wanted, side="right") - 1
         chunks = []
-        for k in np.unique(owner).tolist():
-            local = wanted[owner == k] - self.offsets[k]
+        for k, mine in by_partition(owner):
+            local = wanted[mine] - self.offsets[k]
             frame = read(path(self.spill, "rows", self.parts[k]), [PROMPT_TEXT, COMPLETION_TEXT])
             chunks.append(scoped_text(frame[local], scope))
         return pl.concat(chunks) if chunks else pl.Series([], dtype=pl.String)

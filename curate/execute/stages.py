@@ -78,7 +78,9 @@ def templates(job: Job) -> dict[str, list[Any]]:
         from cardtune.curate.templating.unseen import card_templates
 
         _TEMPLATES.clear()
-        _TEMPLATES[job.key] = card_templates(job.card, job.inputs)[0]  # training templates (held-out ones never render here)
+        _TEMPLATES[job.key] = card_templates(job.card, job.inputs)[
+            0
+        ]  # training templates (held-out ones never render here)
     return _TEMPLATES[job.key]
 
 

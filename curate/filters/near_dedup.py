@@ -148,21 +148,29 @@ class _Rows:
         return pl.concat([old, new]) if old is not None else new
 
     def exact_jaccard(self, a: minhash.I64, b: minhash.I64, digest: minhash.U64, ngram: int) -> npt.NDArray[np.float64]:
-        """Exact Jaccard of pairs of global rows; only the texts of rows in pairs are fetched."""
-        if not len(a):
-            return np.zeros(0, dtype=np.float64)
-        held = np.unique(np.concatenate([a, b]))
-        return minhash.exact_jaccard(
-            self.texts(held), np.searchsorted(held, a), np.searchsorted(held, b), digest[held], ngram
-        )
+        """Exact Jaccard of pairs of global rows; the texts of the rows in pairs are fetched a chunk at a time."""
+        out = np.ones(len(a), dtype=np.float64)
+        differ = np.flatnonzero(digest[a] != digest[b])  # equal digests: the same shingles (Jaccard 1)
+        for lo in range(0, len(differ), PAIRS_PER_CHUNK):
+            chunk = differ[lo : lo + PAIRS_PER_CHUNK]
+            x, y = a[chunk], b[chunk]
+            held = np.unique(np.concatenate([x, y]))
+            sets = minhash.ShingleSets.of(self.texts(held), np.arange(len(held), dtype=np.int64), ngram)
+            out[chunk] = sets.jaccard(np.searchsorted(held, x), np.searchsorted(held, y))
+        return out
 
     def estimated_jaccard(self, a: minhash.I64, b: minhash.I64, hasher: minhash.MinHasher) -> npt.NDArray[np.float64]:
-        """MinHash estimate of the Jaccard of pairs of global rows (signatures recomputed for those rows only)."""
-        if not len(a):
-            return np.zeros(0, dtype=np.float64)
-        held = np.unique(np.concatenate([a, b]))
-        sig = hasher.signatures(self.texts(held))
-        return minhash.estimated_jaccard(sig, np.searchsorted(held, a), np.searchsorted(held, b))
+        """MinHash estimate of the Jaccard of pairs of global rows (signatures recomputed a chunk at a time)."""
+        out = np.zeros(len(a), dtype=np.float64)
+        for lo in range(0, len(a), PAIRS_PER_CHUNK):
+            x, y = a[lo : lo + PAIRS_PER_CHUNK], b[lo : lo + PAIRS_PER_CHUNK]
+            held = np.unique(np.concatenate([x, y]))
+            sig = hasher.signatures(self.texts(held))
+            out[lo : lo + len(x)] = minhash.estimated_jaccard(sig, np.searchsorted(held, x), np.searchsorted(held, y))
+        return out
+
+
+PAIRS_PER_CHUNK = 32_768  # candidate pairs verified at once: bounds the texts and shingle sets held (~70 MB)
 
 
 def near_decide(

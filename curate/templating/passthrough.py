@@ -3,7 +3,9 @@
 Owns ``passthrough`` and ``PassthroughEngine`` (the ``engine.Engine`` for slices without a template): a ``messages`` column (list of {role, content}), a ShareGPT ``conversations`` column
 (list of {from, value}; ``human``→user, ``gpt``→assistant), or plain ``prompt``/``completion`` columns
 (strings, or message lists in instruction mode). The final assistant turn becomes ``completion``; every
-turn before it becomes ``prompt``. All checks are vectorized; the first bad row is named in the error.
+turn before it becomes ``prompt``. Conversations with tool calls, tool results, reasoning or a ``tools`` column,
+and tasks with a ``conversation:`` section (other layouts: LLaMA-Factory, axolotl), go through
+``conversation.py`` instead. All checks are vectorized; the first bad row is named in the error.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from cardtune.curate.rows import (
     SOURCE_REF,
     TASK,
     TEMPLATE_ID,
+    TOOLS,
     flat_text,
 )
+from cardtune.curate.templating.conversation import Conversation, conversation_rows, needs_conversation_form
 from cardtune.curate.templating.library import Template
 from cardtune.curate.templating.plan import PlanSlice
 
@@ -122,10 +126,19 @@ def _split_conversation(rows: pl.DataFrame, task: str, conv: pl.Expr) -> pl.Data
     )
 
 
-def passthrough(rows: pl.DataFrame, task: str, mode: str) -> pl.DataFrame:
-    """Rows of task ``task`` (a task without templates), in the row contract (see module docstring)."""
+def passthrough(rows: pl.DataFrame, task: str, mode: str, spec: Conversation | None = None) -> pl.DataFrame:
+    """Rows of task ``task`` (a task without templates), in the row contract (see module docstring).
+
+    ``spec`` is the task's ``conversation:`` section; with it, or when the conversations hold tool calls, tool
+    results, reasoning or a ``tools`` column, rows take the conversation form (``conversation.py``)."""
     cols = set(rows.columns)
-    if "messages" in cols or "conversations" in cols:
+    tools = None
+    if spec is not None or (("messages" in cols or "conversations" in cols) and needs_conversation_form(rows)):
+        if mode == "finetune":
+            raise UserInputError(f"task {task!r}: conversations need `mode: instruction` (or give the task templates)")
+        out = conversation_rows(rows, task, spec)
+        tools = out.get_column(TOOLS) if TOOLS in out.columns else None
+    elif "messages" in cols or "conversations" in cols:
         if mode == "finetune":
             raise UserInputError(
                 f"task {task!r}: conversation columns need `mode: instruction` (or give the task templates)"
@@ -156,6 +169,7 @@ def passthrough(rows: pl.DataFrame, task: str, mode: str) -> pl.DataFrame:
         pl.col(PROMPT_TEXT),
         pl.col(COMPLETION_TEXT),
         pl.concat_str([pl.col(PROMPT_TEXT), pl.col(COMPLETION_TEXT)], separator="\n").alias(FIELDS_TEXT),
+        *([] if tools is None else [pl.lit(tools).alias(TOOLS)]),
     )
 
 
@@ -195,4 +209,5 @@ class PassthroughEngine:
     ) -> pl.DataFrame | None:
         if template is not None:
             return None
-        return passthrough(rows if plan_slice.whole else rows[plan_slice.positions()], plan_slice.plan.task, mode)
+        part = rows if plan_slice.whole else rows[plan_slice.positions()]
+        return passthrough(part, plan_slice.plan.task, mode, plan_slice.plan.conversation)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -72,6 +73,7 @@ class RowPlan:
     templates: tuple[Template, ...]
     few_shot: FewShot | None
     source_refs: pl.Series
+    conversation: Any = None  # the task's `conversation:` section (passthrough's field mapping), or None
 
     @property
     def n_rows(self) -> int:

@@ -339,7 +339,8 @@ def render_task(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if templates:
         _check_inputs(rows, task, templates)
-    plan = RowPlan(task.name, seed, tuple(templates), task.few_shot, rows.get_column(SOURCE_REF))
+    refs = rows.get_column(SOURCE_REF)
+    plan = RowPlan(task.name, seed, tuple(templates), task.few_shot, refs, task.conversation)
     engines = ENGINES if fast else tuple(e for e in ENGINES if e.name != "fast")
     done: list[tuple[PlanSlice, pl.DataFrame]] = []
     failures: list[RowFailure] = []
