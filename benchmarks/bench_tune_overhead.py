@@ -119,7 +119,9 @@ def plain_trl(
     # on-disk map cache and skip tokenization, which measures the cache, not the trainer.
     train = Dataset(pq.read_table(version / "train.parquet")).select_columns(["prompt", "completion"])
     if chat:  # TRL's conversational language-modeling form: every assistant turn, by its generation blocks
-        train = train.map(lambda r: {"messages": r["prompt"] + r["completion"]}, remove_columns=["prompt", "completion"])
+        train = train.map(
+            lambda r: {"messages": r["prompt"] + r["completion"]}, remove_columns=["prompt", "completion"]
+        )
         sft = {**sft, "assistant_only_loss": True}
     peft = {
         "full": None,

@@ -18,16 +18,13 @@ LIMIT = 24  # eval rows per task
 
 
 def _say_gain(report: dict[str, object], before: dict[str, object]) -> None:
-    from cardtune.train.metrics import main_metric
-
+    """One line per metric: the untrained model's seen-task macro → the tuned model's."""
     after_seen = report["aggregate"]["seen"]  # type: ignore[index]
     before_seen = before["aggregate"]["seen"]  # type: ignore[index]
-    key = main_metric(after_seen)
-    if key is not None and key in before_seen:
-        console.print(
-            f"seen tasks ({key}, macro): untrained {before_seen[key]:.3f} → tuned {after_seen[key]:.3f} "
-            f"({after_seen[key] - before_seen[key]:+.3f})"
-        )
+    for key, label in (("exact_match", "exact match"), ("rougeL", "ROUGE-L"), ("accuracy", "accuracy")):
+        if key in after_seen and key in before_seen:
+            a, b = float(after_seen[key]), float(before_seen[key])
+            console.print(f"seen tasks, {label} (macro): untrained {b:.3f} → tuned {a:.3f} ({a - b:+.3f})")
 
 
 def main(card_path: Path = CARD) -> int:

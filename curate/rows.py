@@ -23,6 +23,7 @@ Filters return a ``StepResult``: kept rows (same schema) plus rejects in ``REJEC
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
@@ -117,7 +118,7 @@ def flat_text(column: str, dtype: pl.DataType) -> pl.Expr:
     return pl.col(column).cast(pl.String).fill_null("")
 
 
-def message_text(dtype: pl.DataType | None) -> pl.Expr:
+def message_text(dtype: Any) -> pl.Expr:
     """The text of one message (``pl.element()`` of a message list) of struct type ``dtype``."""
     el = pl.element().struct
     names = {f.name for f in dtype.fields} if isinstance(dtype, pl.Struct) else set()
@@ -128,7 +129,9 @@ def message_text(dtype: pl.DataType | None) -> pl.Expr:
         return pl.when(text.str.len_chars() > 0).then(text)
 
     fn = pl.element().struct.field("function").struct
-    calls = el.field("tool_calls").list.eval(pl.concat_str([fn.field("name"), pl.lit("("), fn.field("arguments"), pl.lit(")")]))
+    calls = el.field("tool_calls").list.eval(
+        pl.concat_str([fn.field("name"), pl.lit("("), fn.field("arguments"), pl.lit(")")])
+    )
     parts = [some(el.field("reasoning_content")), some(el.field("content")), some(calls.list.join("\n"))]
     return pl.concat_str(parts, separator="\n", ignore_nulls=True).fill_null("")
 

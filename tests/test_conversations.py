@@ -69,7 +69,9 @@ def test_openai_messages_with_tool_calls_reasoning_and_tools() -> None:
         {
             "role": "assistant",
             "content": None,
-            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}}],
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}}
+            ],
             "tool_call_id": None,
         },
         {"role": "tool", "content": "5", "tool_calls": None, "tool_call_id": "c1"},
@@ -79,19 +81,27 @@ def test_openai_messages_with_tool_calls_reasoning_and_tools() -> None:
     msgs = _conv(out)
     assert msgs[0]["role"] == "system" and msgs[2]["content"] == "" and msgs[3]["tool_call_id"] == "c1"
     assert msgs[4]["reasoning_content"] == "2+3=5" and msgs[3]["name"] == "add"
-    assert "2+3=5\n5." == out.get_column("_completion_text")[0]
+    assert out.get_column("_completion_text")[0] == "2+3=5\n5."
 
 
 def test_axolotl_field_mapping_and_llamafactory_alpaca_history() -> None:
     axolotl = Conversation(
-        format="openai", messages="chat", role="speaker", content="text", roles={"user": ["human"], "assistant": ["bot"]}
+        format="openai",
+        messages="chat",
+        role="speaker",
+        content="text",
+        roles={"user": ["human"], "assistant": ["bot"]},
     )
     rows = [{"chat": [{"speaker": "human", "text": "hi"}, {"speaker": "bot", "text": "hello"}]}]
     assert [(m["role"], m["content"]) for m in _conv(_pass(rows, axolotl))] == [("user", "hi"), ("assistant", "hello")]
     alpaca = [{"instruction": "Add", "input": "2 3", "output": "5", "history": [["hi", "hello"]], "system": "S"}]
     out = _pass(alpaca, Conversation(format="alpaca"))
     assert [(m["role"], m["content"]) for m in _conv(out)] == [
-        ("system", "S"), ("user", "hi"), ("assistant", "hello"), ("user", "Add\n2 3"), ("assistant", "5"),
+        ("system", "S"),
+        ("user", "hi"),
+        ("assistant", "hello"),
+        ("user", "Add\n2 3"),
+        ("assistant", "5"),
     ]
     assert out.schema[PROMPT] == pl.List(pl.Struct({"role": pl.String, "content": pl.String}))  # no tool fields
 
@@ -107,11 +117,16 @@ def test_plain_messages_keep_the_two_field_struct() -> None:
     [
         ([{"from": "human", "value": "a"}, {"from": "robot", "value": "b"}], "turn 2: unknown role 'robot'"),
         (
-            [{"from": "human", "value": "a"}, {"from": "function_call", "value": '{"name": "f", "arguments": "{oops"}'}],
+            [
+                {"from": "human", "value": "a"},
+                {"from": "function_call", "value": '{"name": "f", "arguments": "{oops"}'},
+            ],
             "turn 2: a tool call's arguments are not valid JSON",
         ),
-        ([{"from": "human", "value": "a"}, {"from": "observation", "value": "1"}, {"from": "gpt", "value": "b"}],
-         "turn 2: a tool message with no preceding tool call"),
+        (
+            [{"from": "human", "value": "a"}, {"from": "observation", "value": "1"}, {"from": "gpt", "value": "b"}],
+            "turn 2: a tool message with no preceding tool call",
+        ),
         ([{"from": "human", "value": "a"}, {"from": "observation", "value": "1"}], "no preceding tool call"),
         ([{"from": "system", "value": "s"}, {"from": "human", "value": "a"}], "has no assistant turn"),
     ],

@@ -26,7 +26,9 @@ TOOL_TURNS = [
     {
         "role": "assistant",
         "content": "",
-        "tool_calls": [{"id": None, "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}],
+        "tool_calls": [
+            {"id": None, "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+        ],
     },
     {"role": "tool", "content": '{"sky": "rainy"}', "name": "get_weather"},
     {"role": "assistant", "content": "It is rainy in Oslo."},
@@ -156,7 +158,11 @@ def _failure(template: str, rows: list[dict[str, Any]]) -> parity.ParityError:
     loaded.tokenizer.chat_template = template
     with pytest.raises(parity.ParityError) as err:
         parity.check_parity(
-            loaded.tokenizer, rows, conversational=True, stop_ids=models.stop_token_ids(loaded), policy=chat.TurnPolicy()
+            loaded.tokenizer,
+            rows,
+            conversational=True,
+            stop_ids=models.stop_token_ids(loaded),
+            policy=chat.TurnPolicy(),
         )
     assert err.value.failure.cause in parity.CAUSES
     return err.value
@@ -223,7 +229,13 @@ def test_hermes_tool_results_render_differently_when_last_so_the_turn_after_is_r
     loaded = _loaded(DATA / "llama.cpp" / "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja")
     tok, stops = loaded.tokenizer, models.stop_token_ids(loaded)
     with pytest.raises(parity.ParityError) as err:
-        parity.check_parity(tok, [_row([SYSTEM, *TOOL_TURNS], tools=TOOLS)], conversational=True, stop_ids=stops, policy=chat.TurnPolicy())
+        parity.check_parity(
+            tok,
+            [_row([SYSTEM, *TOOL_TURNS], tools=TOOLS)],
+            conversational=True,
+            stop_ids=stops,
+            policy=chat.TurnPolicy(),
+        )
     assert err.value.failure.cause == "turn_history_changed" and "turn 5 (assistant)" in str(err.value)
     plain = _row([SYSTEM, *TURNS], tools=TOOLS)  # without tool turns every assistant span is exact
     ids, mask = chat.conversation_features(tok, plain, {}, stops, chat.TurnPolicy())
@@ -231,3 +243,19 @@ def test_hermes_tool_results_render_differently_when_last_so_the_turn_after_is_r
         "An apple.<|im_end|>A banana.<|im_end|>The banana, usually.<|im_end|>"
     )
     parity.check_parity(tok, [plain], conversational=True, stop_ids=stops, policy=chat.TurnPolicy())
+
+
+@pytest.mark.slow
+def test_chat_card_tunes_the_embedded_model_on_every_assistant_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import shutil
+
+    from cardtune.train.run import tune
+
+    shutil.copytree(Path(__file__).resolve().parent.parent / "data_cards" / "chat", tmp_path / "chat")
+    monkeypatch.chdir(tmp_path)
+    result = tune(tmp_path / "chat" / "chat.yaml", output=tmp_path / "runs", max_steps=2, progress=False)
+    record = json.loads((result.run_dir / "run.json").read_text(encoding="utf-8"))
+    assert record["global_step"] == 2 and record["parity"]["rows_checked"] > 0

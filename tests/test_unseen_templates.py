@@ -40,19 +40,19 @@ def card(tmp_path: Path, body: str, mode: str = "instruction") -> Path:
 
 TASKS = """\
 tasks:
-  - name: first
+  - name: number
     source: {path: data/lists.jsonl}
-    columns: {answer: first}
-    templates: ["first/*"]
-    held_out_templates: ["first/unseen-*"]
-  - name: last
+    columns: {answer: number}
+    templates: ["number/*"]
+    held_out_templates: ["number/unseen-*"]
+  - name: place
     source: {path: data/lists.jsonl}
-    columns: {answer: last}
-    templates: ["last/*"]
-  - name: third
+    columns: {answer: place}
+    templates: ["place/*"]
+  - name: body
     source: {path: data/lists.jsonl}
-    columns: {answer: third}
-    templates: ["third/*"]
+    columns: {answer: body}
+    templates: ["body/*"]
     held_out: true
 """
 
@@ -63,23 +63,23 @@ def test_held_out_templates_render_eval_rows_only(tmp_path: Path) -> None:
     train = pl.read_parquet(vdir / "train.parquet")
     evals = pl.read_parquet(vdir / "eval.parquet")
     unseen = pl.read_parquet(vdir / f"{UNSEEN_SPLIT}.parquet")
-    held = {"first/unseen-1", "first/unseen-2"}
+    held = {"number/unseen-1", "number/unseen-2"}
     assert not set(train["template_id"]) & held and not set(evals["template_id"]) & held
-    assert set(train.filter(pl.col("task") == "first")["template_id"]) == {f"first/f{i}" for i in range(1, 9)}
-    assert set(train.filter(pl.col("task") == "last")["template_id"]) >= {"last/unseen-1", "last/unseen-2"}
-    # every eval row of `first`, once per held-out template; no other task
-    assert set(unseen["task"]) == {"first"} and set(unseen["template_id"]) == held
-    eval_refs = sorted(evals.filter(pl.col("task") == "first")["source_ref"])
+    assert set(train.filter(pl.col("task") == "number")["template_id"]) == {f"number/f{i}" for i in range(1, 9)}
+    assert set(train.filter(pl.col("task") == "place")["template_id"]) >= {"place/unseen-1", "place/unseen-2"}
+    # every eval row of `number`, once per held-out template; no other task
+    assert set(unseen["task"]) == {"number"} and set(unseen["template_id"]) == held
+    eval_refs = sorted(evals.filter(pl.col("task") == "number")["source_ref"])
     for tid in held:
         assert sorted(unseen.filter(pl.col("template_id") == tid)["source_ref"]) == eval_refs
     row = unseen.row(0, named=True)
-    assert row["prompt"][0]["content"].startswith(("Look at these numbers", "Out of"))
-    assert row["completion"][0]["content"] in row["answer_choices"]
+    assert row["prompt"][0]["content"].startswith(("Look at these words", "Out of"))
+    assert row["completion"][0]["content"].strip() in row["answer_choices"]
     manifest = parse_manifest(vdir / "manifest.json")
-    assert manifest.counts.splits.eval_unseen_templates == {"first": 2 * len(eval_refs)}
-    entry = next(t for t in manifest.tasks if t.name == "first")
+    assert manifest.counts.splits.eval_unseen_templates == {"number": 2 * len(eval_refs)}
+    entry = next(t for t in manifest.tasks if t.name == "number")
     assert set(entry.unseen_templates) == held and not set(entry.templates) & held
-    assert manifest.counts.splits.of(UNSEEN_SPLIT) == {"first": 2 * len(eval_refs)}
+    assert manifest.counts.splits.of(UNSEEN_SPLIT) == {"number": 2 * len(eval_refs)}
     assert UNSEEN_SPLIT in (vdir / "README.md").read_text()
     loaded = load_version(vdir)
     assert set(loaded) == {"train", "eval", "heldout", UNSEEN_SPLIT} and len(loaded[UNSEEN_SPLIT]) == unseen.height
@@ -88,11 +88,11 @@ def test_held_out_templates_render_eval_rows_only(tmp_path: Path) -> None:
 
 
 def test_without_the_feature_nothing_changes(tmp_path: Path) -> None:
-    plain = TASKS.replace('    held_out_templates: ["first/unseen-*"]\n', "")
+    plain = TASKS.replace('    held_out_templates: ["number/unseen-*"]\n', "")
     a = resolve(validate_card(card(tmp_path, plain)))
     b = resolve(validate_card(card(tmp_path, plain.replace("tasks:\n", "eval: {templates: {}}\ntasks:\n"))))
     c = resolve(
-        validate_card(card(tmp_path, plain.replace('["last/*"]\n', '["last/*"]\n    held_out_templates: []\n')))
+        validate_card(card(tmp_path, plain.replace('["place/*"]\n', '["place/*"]\n    held_out_templates: []\n')))
     )
     assert a.version_id == b.version_id == c.version_id and not a.unseen
     vdir = build(a.card).version_dir
@@ -106,46 +106,49 @@ def test_without_the_feature_nothing_changes(tmp_path: Path) -> None:
 def test_eval_templates_on_a_finetune_card(tmp_path: Path) -> None:
     body = """\
 tasks:
-  - {name: largest, source: {path: data/lists.jsonl}, columns: {answer: largest}, templates: [largest/f1]}
+  - {name: size, source: {path: data/lists.jsonl}, columns: {answer: size}, templates: [size/f1]}
 eval:
-  templates: {largest: ["largest/*"]}
+  templates: {size: ["size/*"]}
 """
     result = build(card(tmp_path, body, mode="finetune"))
     train = pl.read_parquet(result.version_dir / "train.parquet")
     unseen = pl.read_parquet(result.version_dir / f"{UNSEEN_SPLIT}.parquet")
-    assert set(train["template_id"]) == {"largest/f1"}
+    assert set(train["template_id"]) == {"size/f1"}
     # the glob matches the training template too: it is skipped, the other nine phrasings are unseen
-    assert set(unseen["template_id"]) == {f"largest/f{i}" for i in range(2, 9)} | {
-        "largest/unseen-1",
-        "largest/unseen-2",
+    assert set(unseen["template_id"]) == {f"size/f{i}" for i in range(2, 9)} | {
+        "size/unseen-1",
+        "size/unseen-2",
     }
-    assert isinstance(unseen["prompt"][0], str) and unseen["prompt"].str.contains("largest").all()
+    assert isinstance(unseen["prompt"][0], str) and unseen["prompt"].str.contains("size word").all()
 
 
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
         (
-            ('["first/unseen-*"]', '["first/nope"]'),
-            "card.yaml:11: tasks[0].held_out_templates[0]: 'first/nope' matches none",
+            ('["number/unseen-*"]', '["number/nope"]'),
+            "card.yaml:11: tasks[0].held_out_templates[0]: 'number/nope' matches none",
         ),
-        (('["first/unseen-*"]', '["first/*"]'), "card.yaml:11: tasks[0].held_out_templates: holds out every template"),
         (
-            ("    held_out: true\n", '    held_out: true\n    held_out_templates: ["third/f1"]\n'),
+            ('["number/unseen-*"]', '["number/*"]'),
+            "card.yaml:11: tasks[0].held_out_templates: holds out every template",
+        ),
+        (
+            ("    held_out: true\n", '    held_out: true\n    held_out_templates: ["body/f1"]\n'),
             "tasks[2].held_out_templates: a held-out task",
         ),
         (
-            ("tasks:\n", "eval: {templates: {frist: [first/f1]}}\ntasks:\n"),
-            "eval.templates.frist: no task named 'frist' (did you mean 'first'?)",
+            ("tasks:\n", "eval: {templates: {nubmer: [number/f1]}}\ntasks:\n"),
+            "eval.templates.nubmer: no task named 'nubmer' (did you mean 'number'?)",
         ),
-        (("tasks:\n", "eval: {templates: {third: [third/f1]}}\ntasks:\n"), "eval.templates.third: a held-out task"),
+        (("tasks:\n", "eval: {templates: {body: [body/f1]}}\ntasks:\n"), "eval.templates.body: a held-out task"),
         (
-            ("tasks:\n", "eval: {templates: {last: [last/f1]}}\ntasks:\n"),
-            "eval.templates.last[0]: 'last/f1' matches only templates",
+            ("tasks:\n", "eval: {templates: {place: [place/f1]}}\ntasks:\n"),
+            "eval.templates.place[0]: 'place/f1' matches only templates",
         ),
         (
-            ("tasks:\n", "eval: {templates: {last: [lsat/*]}}\ntasks:\n"),
-            "eval.templates.last[0]: no template matches 'lsat/*'",
+            ("tasks:\n", "eval: {templates: {place: [plcae/*]}}\ntasks:\n"),
+            "eval.templates.place[0]: no template matches 'plcae/*'",
         ),
     ],
 )

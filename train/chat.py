@@ -225,7 +225,9 @@ def conversation_features(
     """(input ids, trained-token mask) of a conversational row under ``policy``."""
     kw = render_kwargs(row, kwargs)
     msgs = list(row["prompt"]) + list(row["completion"])
-    if policy.turns == "last" or len(assistant_turns(msgs)) == 1 and not has_generation_markers(tokenizer.chat_template):
+    if policy.turns == "last" or (
+        len(assistant_turns(msgs)) == 1 and not has_generation_markers(tokenizer.chat_template)
+    ):
         prompt = chat_ids(tokenizer, row["prompt"], kw, add_generation_prompt=True)
         full = chat_ids(tokenizer, msgs, kw)
         mask = trained_mask(prompt, full, stop_ids, policy.train_on_eot)
@@ -273,7 +275,9 @@ def training_features(
             raise UserInputError(f"row {row.get('source_ref', '?')}: {exc}") from None
         except Exception as exc:  # the template refuses the conversation (its raise_exception, a TemplateError)
             msgs = list(row["prompt"]) + list(row["completion"])
-            turn = next((k for k in range(1, len(msgs) + 1) if _fails(tokenizer, msgs[:k], render_kwargs(row, kwargs))), None)
+            turn = next(
+                (k for k in range(1, len(msgs) + 1) if _fails(tokenizer, msgs[:k], render_kwargs(row, kwargs))), None
+            )
             task = f"task {row['task']!r}, " if row.get("task") else ""
             at = f", turn {turn}" if turn else ""
             raise UserInputError(

@@ -45,7 +45,9 @@ def check_turns(
     kw = chat.render_kwargs(row, kwargs)
     try:
         full = chat.chat_ids(tokenizer, msgs, kw)
-        prefixes = {i: chat.chat_ids(tokenizer, msgs[:i], kw, add_generation_prompt=True) for i in chat.assistant_turns(msgs)}
+        prefixes = {
+            i: chat.chat_ids(tokenizer, msgs[:i], kw, add_generation_prompt=True) for i in chat.assistant_turns(msgs)
+        }
     except Exception as exc:
         turn = failing_turn(tokenizer, msgs, kw)
         return render_failure(tokenizer, exc, kwargs, where + (f", turn {turn}" if turn else ""))

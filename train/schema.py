@@ -21,6 +21,7 @@ from pydantic.json_schema import JsonSchemaValue
 
 from cardtune.curate.card.section import Section
 
+TurnRole = Literal["assistant", "function_call"]
 DEFAULT_MODEL = "default"  # the embedded tiny model (no download)
 BUILTIN_TEMPLATES = ("chatml", "llama-3", "mistral", "alpaca")  # shipped in cardtune/train/chat_templates/
 # `apply_chat_template` arguments cardtune sets itself (for the prompt, the training render and evaluation alike).
@@ -139,8 +140,8 @@ class Train(Section):
         description="Instruction mode: which assistant turns of a conversation are trained: `all` (every one, as "
         "TRL's `assistant_only_loss`, LLaMA-Factory and axolotl do) or `last` (only the final one). Default: `all`.",
     )
-    roles: list[Literal["assistant", "function_call"]] = Field(
-        default_factory=lambda: ["assistant", "function_call"],
+    roles: list[TurnRole] = Field(
+        default_factory=lambda: list[TurnRole](["assistant", "function_call"]),
         description="Which assistant turns are trained: `assistant` (answers) and/or `function_call` (turns that "
         "call tools). Tool outputs, user and system turns are never trained. Default: both.",
     )

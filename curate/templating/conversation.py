@@ -87,7 +87,8 @@ class Conversation(Section):
     role: str | None = Field(None, description="Message field with the role. Default: `role` / `from`.")
     content: str | None = Field(None, description="Message field with the text. Default: `content` / `value`.")
     reasoning: str | None = Field(
-        None, description="Message field with the reasoning. Default: the first of reasoning_content, reasoning, thinking."
+        None,
+        description="Message field with the reasoning. Default: the first of reasoning_content, reasoning, thinking.",
     )
     roles: dict[str, str | list[str]] = Field(
         default_factory=dict,
@@ -152,10 +153,7 @@ def conversation_rows(rows: pl.DataFrame, task: str, spec: Conversation | None) 
     for row in rows.iter_rows(named=True):
         ref = str(row[SOURCE_REF])
         try:
-            if fmt == "alpaca":
-                msgs = _alpaca(row, spec)
-            else:
-                msgs = _messages(row.get(need[0]), fmt, spec, roles)
+            msgs = _alpaca(row, spec) if fmt == "alpaca" else _messages(row.get(need[0]), fmt, spec, roles)
             system = row.get(system_col) if system_col in row else None
             added = bool(system) and not (msgs and msgs[0]["role"] == "system")
             if added:
