@@ -9,9 +9,11 @@ cannot match and are counted in the report as ``items_too_short``.
 
 Canary strings (e.g. BIG-bench's GUID) flag the rows containing them. Mode ``drop`` (the default) drops every
 flagged row — benchmark matches and canary hits — as rejects with the evidence; mode ``report`` drops nothing
-and only reports (per benchmark: items matched, rows matched, examples; per canary: rows and examples).
+and only reports (per benchmark: items matched, rows matched, examples; per canary: rows and examples). A
+conversation row's evidence also names the turn its first matching n-gram starts in (``turn``, its position in
+prompt + completion from 0, and ``role``; :mod:`cardtune.curate.filters.turns`).
 
-Rendered text and raw fields of a batch are tokenized in one pass; a :class:`Prefilter` table drops most
+Rendered text and raw fields of a batch are tokenized in one pass; a ``bench_index.Prefilter`` table drops most
 n-grams with one gather before the binary search, and template boilerplate is only checked for the few
 n-grams that matched.
 """
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -29,9 +30,17 @@ import polars as pl
 from pydantic import Field, field_validator, model_validator
 
 from cardtune.curate.card.section import Section
-from cardtune.curate.errors import Issue, UserInputError, did_you_mean
-from cardtune.curate.filters import textnorm
+from cardtune.curate.filters import textnorm, turns
 from cardtune.curate.filters.base import BuildContext, Filter, InputRef
+from cardtune.curate.filters.bench_index import (
+    ROW_BATCH,
+    BenchmarkIndex,
+    Prefilter,
+    benchmark_index,
+    benchmark_source,
+    index_benchmark,
+    load_benchmark,
+)
 from cardtune.curate.rows import (
     COMPLETION_TEXT,
     FIELDS_TEXT,
@@ -42,10 +51,10 @@ from cardtune.curate.rows import (
     empty_rejects,
     make_rejects,
 )
-from cardtune.curate.sources.spec import Source, known_format
+from cardtune.curate.sources.spec import known_format
 
-ROW_BATCH = 4_096  # rows per batch (rendered + fields): small temporaries reuse freed heap instead of page-faulting
 EXAMPLES = 3
+__all__ = ["DECONTAMINATE", "Benchmark", "Decontaminate", "decontaminate", "index_benchmark", "load_benchmark"]
 
 
 class Benchmark(Section):
@@ -88,103 +97,6 @@ class Decontaminate(Section):
     )
 
 
-@dataclass(frozen=True)
-class BenchmarkIndex:
-    """A benchmark's n-grams: sorted unique hashes and, for each, the first item that has it."""
-
-    name: str
-    hashes: npt.NDArray[np.uint64]
-    item_of: npt.NDArray[np.int64]
-    item_ids: list[str]
-    items_too_short: int
-
-    def lookup(self, query: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
-        """For each query hash, the index into ``hashes`` if present, else -1."""
-        if not len(self.hashes):
-            return np.full(len(query), -1, dtype=np.int64)
-        pos = np.searchsorted(self.hashes, query)
-        pos = np.minimum(pos, len(self.hashes) - 1)
-        return np.where(self.hashes[pos] == query, pos, -1).astype(np.int64)
-
-
-class Prefilter:
-    """A one-probe membership table over the top bits of the hashes of several benchmarks.
-
-    Most training n-grams are in no benchmark: one gather into a table of ~32 slots per benchmark n-gram
-    rejects ~97% of them, so the binary search (cache-unfriendly) only runs on the few that remain.
-    """
-
-    def __init__(self, indexes: list[BenchmarkIndex]) -> None:
-        total = sum(len(i.hashes) for i in indexes)
-        bits = min(max(int(total * 32).bit_length(), 16), 26)
-        self.shift = np.uint64(64 - bits)
-        self.table = np.zeros(1 << bits, dtype=bool)
-        for idx in indexes:
-            self.table[(idx.hashes >> self.shift).astype(np.intp)] = True
-
-    def candidates(self, query: npt.NDArray[np.uint64]) -> npt.NDArray[np.intp]:
-        """Positions of the query hashes that may be in some benchmark (a superset of the true hits)."""
-        return np.flatnonzero(self.table[(query >> self.shift).astype(np.intp)])
-
-
-def _where(bench: Benchmark, index: int) -> tuple[str, tuple[str | int, ...]]:
-    return (bench.path or f"hf:{bench.hf}"), ("filters", "decontaminate", "benchmarks", index)
-
-
-def load_benchmark(bench: Benchmark, ctx: BuildContext, index: int = 0) -> pl.DataFrame:
-    """The benchmark's rows with an ``_item_id`` and an ``_item_text`` column (named fields joined by newlines)."""
-    file, loc = _where(bench, index)
-    from cardtune.curate.sources.read import read_dataset
-
-    try:
-        frame = read_dataset(ctx.inputs.benchmark(bench.name), benchmark_source(bench), f"benchmark '{bench.name}'")
-    except UserInputError as exc:  # the reader's precise message, at the card's benchmark entry
-        raise UserInputError([Issue(file, 0, (*loc, "path" if bench.path else "hf"), str(exc))]) from None
-    if frame.height == 0:
-        raise UserInputError([Issue(file, 0, loc, f"benchmark '{bench.name}' is empty (no rows)")])
-    for name in [*bench.fields, *([bench.id_field] if bench.id_field else [])]:
-        if name not in frame.columns:
-            raise UserInputError(
-                [
-                    Issue(
-                        file,
-                        0,
-                        (*loc, "id_field" if name == bench.id_field else "fields"),
-                        f"benchmark '{bench.name}' has no field '{name}'{did_you_mean(name, frame.columns)}"
-                        f" (fields: {', '.join(frame.columns)})",
-                    )
-                ]
-            )
-    parts = []
-    for name in bench.fields:
-        dtype = frame.schema[name]
-        col = pl.col(name)
-        if isinstance(dtype, pl.List):
-            col = col.cast(pl.List(pl.String)).list.join("\n")
-        elif isinstance(dtype, pl.Struct | pl.Array):
-            raise UserInputError([Issue(file, 0, (*loc, "fields"), f"field '{name}' is {dtype}, not text")])
-        parts.append(col.cast(pl.String).fill_null(""))
-    ids = pl.col(bench.id_field).cast(pl.String) if bench.id_field else pl.int_range(pl.len()).cast(pl.String)
-    return frame.select(ids.alias("_item_id"), pl.concat_str(parts, separator="\n").alias("_item_text"))
-
-
-def index_benchmark(name: str, items: pl.DataFrame, n: int) -> BenchmarkIndex:
-    """Hash every item's n-grams; keep the first item per n-gram."""
-    hashes: list[npt.NDArray[np.uint64]] = []
-    owners: list[npt.NDArray[np.int64]] = []
-    too_short = 0
-    for lo in range(0, items.height, ROW_BATCH):
-        grams = textnorm.ngrams(textnorm.words(items.get_column("_item_text").slice(lo, ROW_BATCH)), n)
-        counts = np.diff(grams.doc_offsets)
-        too_short += int((counts == 0).sum())
-        hashes.append(grams.hashes)
-        owners.append(np.repeat(np.arange(lo, lo + len(counts), dtype=np.int64), counts))
-    flat = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
-    owner = np.concatenate(owners) if owners else np.zeros(0, np.int64)
-    uniq, first = np.unique(flat, return_index=True)
-    return BenchmarkIndex(name, uniq, owner[first], items.get_column("_item_id").to_list(), too_short)
-
-
 def _boilerplate_hashes(boilerplate: Mapping[str, str], n: int) -> dict[str, npt.NDArray[np.uint64]]:
     if not boilerplate:
         return {}
@@ -193,7 +105,8 @@ def _boilerplate_hashes(boilerplate: Mapping[str, str], n: int) -> dict[str, npt
     return {k: np.unique(grams.hashes[grams.doc_offsets[i] : grams.doc_offsets[i + 1]]) for i, k in enumerate(keys)}
 
 
-Hit = tuple[str, int, int, str]  # where ("rendered" | "fields"), item, matched n-grams, first matching n-gram
+# where ("rendered" | "fields"), item, matched n-grams, first matching n-gram, its first word's index in the text
+Hit = tuple[str, int, int, str, int]
 
 
 def _scan(
@@ -238,25 +151,12 @@ def _scan(
             for d, g in zip(np.unique(docs).tolist(), first.tolist(), strict=True):
                 r = d % rows
                 if r not in out:
-                    gram = w.text(int(grams.first_word[cand[g]]), n)
-                    out[r] = ("rendered" if d < rows else "fields", int(idx.item_of[pos[g]]), int(matches[r]), gram)
+                    word = int(grams.first_word[cand[g]])
+                    where = "rendered" if d < rows else "fields"
+                    at = word - int(w.doc_offsets[d])
+                    out[r] = (where, int(idx.item_of[pos[g]]), int(matches[r]), w.text(word, n), at)
         results.append(out)
     return results
-
-
-_INDEXES: dict[tuple[object, ...], BenchmarkIndex] = {}  # per process: partitions of one build share an index
-
-
-def benchmark_index(bench: Benchmark, ctx: BuildContext, index: int, n: int) -> BenchmarkIndex:
-    """The n-gram index of a benchmark, built once per process (a partitioned build scans many slices)."""
-    source = ctx.inputs.benchmark(bench.name)
-    stats = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in source.files if f.is_file())
-    key = (bench.model_dump_json(), source, stats, n)
-    if key not in _INDEXES:
-        if len(_INDEXES) >= 8:
-            _INDEXES.clear()
-        _INDEXES[key] = index_benchmark(bench.name, load_benchmark(bench, ctx, index), n)
-    return _INDEXES[key]
 
 
 def merge_decontaminate(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -306,7 +206,8 @@ def decontaminate(df: pl.DataFrame, spec: Decontaminate, ctx: BuildContext) -> S
     )
     fields = df.get_column(FIELDS_TEXT).cast(pl.String).fill_null("") if FIELDS_TEXT in df.columns else None
     templates = df.get_column(TEMPLATE_ID).cast(pl.String).fill_null("").to_numpy().astype(object)
-    hits: list[dict[int, Hit]] = [{} for _ in indexes]  # row → (where, item, count, ngram)
+    hits: list[dict[int, Hit]] = [{} for _ in indexes]  # row → (where, item, count, ngram, word)
+    conversation = turns.conversation_mask(df)
     if indexes:
         for lo in range(0, df.height, ROW_BATCH):
             found = _scan(
@@ -345,20 +246,19 @@ def decontaminate(df: pl.DataFrame, spec: Decontaminate, ctx: BuildContext) -> S
     table = []
     for k, idx in enumerate(indexes):
         rows = hits[k]
-        for r, (where, item, count, gram) in sorted(rows.items()):
+        for r, (where, item, count, gram, at) in sorted(rows.items()):
             if r in reason:
                 continue
             reason[r] = f"benchmark:{idx.name}"
-            evidence[r] = json.dumps(
-                {
-                    "benchmark": idx.name,
-                    "item_id": idx.item_ids[item],
-                    "ngram": gram,
-                    "matched_ngrams": count,
-                    "where": where,
-                    "n": spec.ngram,
-                }
-            )
+            found = {
+                "benchmark": idx.name,
+                "item_id": idx.item_ids[item],
+                "ngram": gram,
+                "matched_ngrams": count,
+                "where": where,
+                "n": spec.ngram,
+            }
+            evidence[r] = json.dumps(found | _turn_of(df, conversation, r, where, at))
         refs = df.get_column(SOURCE_REF).gather(sorted(rows)[:EXAMPLES]).to_list() if rows else []
         examples = [
             {"source_ref": ref, "item_id": idx.item_ids[rows[r][1]], "ngram": rows[r][3], "where": rows[r][0]}
@@ -401,16 +301,12 @@ def decontaminate(df: pl.DataFrame, spec: Decontaminate, ctx: BuildContext) -> S
     return StepResult(kept=df.filter(pl.Series(~drop)), rejects=rejects, report=report)
 
 
-def benchmark_source(bench: Benchmark) -> Source:
-    """The reader settings of a benchmark set (read like a task source)."""
-    return Source(
-        path=bench.path,
-        hf=bench.hf,
-        config=bench.config,
-        split=bench.split,
-        revision=bench.revision,
-        format=bench.format,
-    )
+def _turn_of(df: pl.DataFrame, conversation: npt.NDArray[np.bool_], r: int, where: str, word: int) -> dict[str, Any]:
+    """``{turn, role}`` of the turn a conversation row's match starts in (its rendered text); ``{}`` otherwise."""
+    if not conversation[r] or where != "rendered":
+        return {}
+    found = turns.turn_of_word(df, r, word)
+    return {} if found is None else {"turn": found[0], "role": found[1]}
 
 
 def _inputs(spec: Decontaminate) -> list[InputRef]:

@@ -2,6 +2,8 @@
 
 Text is normalized by :func:`textnorm.normalize` (NFKC, lowercase, whitespace folded) and hashed with xxh3-64
 (stable; never ``pl.Expr.hash``); the first occurrence in row order is kept. Global: it compares all rows.
+Conversations are compared whole; a dropped conversation row's evidence also says how many turns it has
+(``turns``, non-system messages; :mod:`cardtune.curate.filters.turns`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import xxhash
 from pydantic import Field
 
 from cardtune.curate.card.section import Section
-from cardtune.curate.filters import textnorm
+from cardtune.curate.filters import textnorm, turns
 from cardtune.curate.filters.base import BuildContext, Decision, Filter, RowView, Scope, global_run
 from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, SOURCE_REF, StepResult
 
@@ -53,24 +55,29 @@ def text_hashes(texts: pl.Series) -> pl.Series:
 
 
 HASH = "_exact_hash"  # the key column: xxh3-64 of the normalized scoped text
+TURNS = "_exact_turns"  # a conversation row's turns (null for other rows), for the evidence
 
 
 def exact_keys(df: pl.DataFrame, spec: ExactDedup, ctx: BuildContext | None = None) -> pl.DataFrame:
     """Row-local: the hash of each row's normalized text (per ``spec.scope``)."""
     if df.height == 0:
-        return pl.DataFrame({HASH: pl.Series([], dtype=pl.UInt64)})
-    return pl.DataFrame({HASH: text_hashes(scoped_text(df, spec.scope))})
+        return pl.DataFrame({HASH: pl.Series([], dtype=pl.UInt64), TURNS: pl.Series([], dtype=pl.Int64)})
+    n_turns = pl.Series(TURNS, turns.turn_counts(df), dtype=pl.Int64)
+    return pl.DataFrame({HASH: text_hashes(scoped_text(df, spec.scope)), TURNS: n_turns})
 
 
 def exact_decide(view: RowView, spec: ExactDedup, ctx: BuildContext | None = None) -> Decision:
     """Over all rows' hashes: every row whose hash an earlier row has is dropped as a duplicate of that row."""
-    keys = pl.DataFrame({"h": view.column(HASH), "ref": view.column(SOURCE_REF)})
+    keys = pl.DataFrame({"h": view.column(HASH), "ref": view.column(SOURCE_REF), "turns": view.column(TURNS)})
     marked = keys.with_columns(
         pl.col("h").is_first_distinct().alias("first"), pl.col("ref").first().over("h").alias("dup_of")
     ).with_row_index("pos")
     dropped = marked.filter(~pl.col("first"))
+    digest = pl.col("h").map_elements(_hex, pl.String)
     evidence = dropped.select(
-        pl.format('{{"scope": "{}", "xxh3": "{}"}}', pl.lit(spec.scope), pl.col("h").map_elements(_hex, pl.String))
+        pl.when(pl.col("turns").is_null())
+        .then(pl.format('{{"scope": "{}", "xxh3": "{}"}}', pl.lit(spec.scope), digest))
+        .otherwise(pl.format('{{"scope": "{}", "xxh3": "{}", "turns": {}}}', pl.lit(spec.scope), digest, "turns"))
     ).to_series()
     report: dict[str, object] = {
         "scope": spec.scope,

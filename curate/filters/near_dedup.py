@@ -9,7 +9,9 @@ of earlier versions (``against``) are never kept: new rows in a component with o
 duplicates of it. Global: it compares all rows.
 
 Each reject's evidence gives its Jaccard with the row kept for it: ``jaccard`` (exact) with ``verify: exact``,
-``jaccard_estimate`` otherwise. The report counts ``candidate_pairs`` (from LSH) and ``verified_pairs``.
+``jaccard_estimate`` otherwise; a dropped conversation row's also says how many turns it has (``turns``,
+non-system messages: conversations are compared whole; :mod:`cardtune.curate.filters.turns`). The report counts
+``candidate_pairs`` (from LSH) and ``verified_pairs``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import polars as pl
 from pydantic import Field, model_validator
 
 from cardtune.curate.card.section import Section
-from cardtune.curate.filters import minhash
+from cardtune.curate.filters import minhash, turns
 from cardtune.curate.filters.base import (
     BuildContext,
     Decision,
@@ -100,6 +102,7 @@ def banding(spec: NearDedup) -> tuple[int, int]:
 VALID = "_near_valid"  # the row has at least one shingle
 DIGEST = "_near_digest"  # sum of its shingle hashes (equal digests: Jaccard 1)
 CHARS = "_near_chars"  # completion length (``keep: longest_completion``)
+TURNS = "_near_turns"  # a conversation row's turns (null for other rows), for the evidence
 
 
 def band_column(band: int) -> str:
@@ -113,6 +116,7 @@ def near_keys(df: pl.DataFrame, spec: NearDedup, ctx: BuildContext | None = None
     hasher = minhash.MinHasher(num_perm=spec.num_perm, ngram=spec.ngram)
     sig, digest = hasher.sketch(scoped_text(df, spec.scope))
     columns = [pl.Series(VALID, minhash.has_shingles(sig)), pl.Series(DIGEST, digest, dtype=pl.UInt64)]
+    columns.append(pl.Series(TURNS, turns.turn_counts(df), dtype=pl.Int64))
     columns += [pl.Series(band_column(b), minhash.band_keys(sig, b, rows), dtype=pl.UInt64) for b in range(bands)]
     if spec.keep == "longest_completion":
         chars = df.get_column(COMPLETION_TEXT).cast(pl.String).fill_null("").str.len_chars().cast(pl.Int64)
@@ -188,15 +192,14 @@ def near_decide(
     valid = rows_of.array(VALID).astype(np.bool_)
     digest = rows_of.array(DIGEST).astype(np.uint64)
     idx = np.flatnonzero(valid).astype(np.int64)
-    left: list[minhash.I64] = []
-    right: list[minhash.I64] = []
-    if len(idx) >= 2:
+    codes = np.zeros(0, dtype=np.int64)  # distinct candidate pairs so far, as a * total + b: merged band by band,
+    if len(idx) >= 2:  # so memory holds the distinct pairs, not every band's links
         for band in range(bands):
             la, lb = minhash.band_links(rows_of.array(band_column(band))[idx], idx)
             if len(la):
-                left.append(la)
-                right.append(lb)
-    a, b = minhash.unique_pairs(left, right, total)
+                ua, ub = minhash.unique_pairs([la], [lb], total)
+                codes = np.union1d(codes, ua * np.int64(total) + ub)
+    a, b = codes // np.int64(max(total, 1)), codes % np.int64(max(total, 1))
     pair_jaccard = np.zeros(0)
     if spec.verify == "exact":
         pair_jaccard = rows_of.exact_jaccard(a, b, digest, spec.ngram)
@@ -235,6 +238,7 @@ def near_decide(
     else:
         jac, jac_key = rows_of.estimated_jaccard(dropped_idx, keep_of_dropped, hasher), "jaccard_estimate"
     sizes = np.bincount(label, minlength=total)
+    n_turns = view.column(TURNS).gather(dropped_idx - n_prior).to_list() if len(dropped_idx) else []
     evidence = [
         json.dumps(
             {
@@ -242,9 +246,10 @@ def near_decide(
                 "cluster_size": int(sizes[label[i]]),
                 "earlier_version": bool(k < n_prior),
                 "threshold": spec.threshold,
+                **({"turns": t} if t is not None else {}),
             }
         )
-        for i, k, j in zip(dropped_idx.tolist(), keep_of_dropped.tolist(), jac.tolist(), strict=True)
+        for i, k, j, t in zip(dropped_idx.tolist(), keep_of_dropped.tolist(), jac.tolist(), n_turns, strict=True)
     ]
     report: dict[str, object] = {
         "scope": spec.scope,

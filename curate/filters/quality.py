@@ -2,24 +2,29 @@
 
 Each dropped row is a reject whose reason names the first rule it broke, in this order: ``empty_completion``,
 ``completion_equals_prompt``, ``too_short_chars``, ``too_long_chars``, ``too_few_tokens``, ``too_many_tokens``,
-``repetition``; the evidence holds the measured value and the bound. For multi-turn rows the completion is the
-final assistant turn. Token bounds count prompt + completion tokens (no special tokens) with :func:`cardtune.curate.tokens.count_tokens` — the named tokenizer (a local ``tokenizer.json`` or
+``turn_too_short_chars``, ``turn_too_long_chars``, ``repetition``; the evidence holds the measured value and the
+bound. For multi-turn rows the completion is the final assistant turn. The per-turn bounds apply to conversation
+rows only (:mod:`cardtune.curate.filters.turns`: passed-through message lists): every non-system turn's text is
+measured, and the evidence names the first turn out of bounds (``turn``, its position in prompt + completion from 0,
+``role``, ``value``, ``bound``); other rows never break them. Token bounds count prompt + completion tokens (no special tokens) with :func:`cardtune.curate.tokens.count_tokens` — the named tokenizer (a local ``tokenizer.json`` or
 directory, or a hub id) is loaded lazily and cached by :mod:`tokens`, which a core install may lack.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from cardtune.curate import tokens
 from cardtune.curate.card.section import Section
 from cardtune.curate.errors import UserInputError
-from cardtune.curate.filters import textnorm
+from cardtune.curate.filters import textnorm, turns
 from cardtune.curate.filters.base import BuildContext, Filter, InputRef
 
 if TYPE_CHECKING:
@@ -28,6 +33,7 @@ from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, StepResult, make_
 
 _BATCH = 32_768
 _LOC = ("filters", "quality", "tokenizer")
+LATE_FIELDS = ("min_turn_chars", "max_turn_chars")
 
 
 class Quality(Section):
@@ -46,6 +52,27 @@ class Quality(Section):
         None, gt=0, le=1, description="Maximum fraction of repeated word n-grams in the completion. Default: none."
     )
     repetition_ngram: int = Field(3, ge=1, description="n for the repetition rule. Default: 3.")
+    min_turn_chars: int | None = Field(
+        None,
+        ge=0,
+        description="Conversation rows (passed-through message lists) only: minimum characters of every turn "
+        "(each non-system message: its content, reasoning and tool calls). Default: none.",
+    )
+    max_turn_chars: int | None = Field(
+        None,
+        ge=1,
+        description="Conversation rows only: maximum characters of every turn (e.g. a pasted tool output). "
+        "Default: none.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _late_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)  # fields added after the first release are hashed only when set: old ids stay
+        if isinstance(data, dict):
+            for key in LATE_FIELDS:
+                if data.get(key) is None:
+                    data.pop(key, None)
+        return data
 
     @model_validator(mode="after")
     def _tokenizer(self) -> Quality:
@@ -109,6 +136,7 @@ def quality_filter(df: pl.DataFrame, spec: Quality, ctx: BuildContext) -> StepRe
             rules.append(("too_few_tokens", n_tokens < spec.min_tokens, n_tokens, spec.min_tokens))
         if spec.max_tokens is not None:
             rules.append(("too_many_tokens", n_tokens > spec.max_tokens, n_tokens, spec.max_tokens))
+    rules += turn_rules(df, spec)
     if spec.max_repetition is not None:
         rep = repetition(completion, spec.repetition_ngram)
         rules.append(("repetition", rep > spec.max_repetition, np.round(rep, 4), spec.max_repetition))
@@ -121,11 +149,14 @@ def quality_filter(df: pl.DataFrame, spec: Quality, ctx: BuildContext) -> StepRe
         counts[name] = int(new.sum())
         reason[new] = name
         for i in np.flatnonzero(new).tolist():
-            evidence[i] = (
-                f'{{"rule": "{name}", "value": {value[i]}, "bound": {bound}}}'
-                if value is not None
-                else f'{{"rule": "{name}"}}'
-            )
+            if value is not None and isinstance(value[i], tuple):  # a per-turn rule: (turn, role, chars)
+                turn, role, chars = value[i]
+                evidence[i] = json.dumps({"rule": name, "turn": turn, "role": role, "value": chars, "bound": bound})
+            elif value is not None:
+                evidence[i] = f'{{"rule": "{name}", "value": {value[i]}, "bound": {bound}}}'
+            else:
+                evidence[i] = f'{{"rule": "{name}"}}'
+
     drop = reason != None  # noqa: E711
     dropped = df.filter(pl.Series(drop)).with_columns(
         pl.Series("__reason", reason[drop].tolist(), dtype=pl.String),
@@ -134,6 +165,28 @@ def quality_filter(df: pl.DataFrame, spec: Quality, ctx: BuildContext) -> StepRe
     rejects = make_rejects(dropped, "quality", pl.col("__reason"), evidence=pl.col("__ev"))
     report: dict[str, object] = {"dropped": int(drop.sum()), "by_rule": counts}
     return StepResult(kept=df.filter(pl.Series(~drop)), rejects=rejects, report=report)
+
+
+def turn_rules(df: pl.DataFrame, spec: Quality) -> list[tuple[str, npt.NDArray[np.bool_], npt.NDArray[Any], object]]:
+    """The per-turn bounds: per row whether some turn breaks them, and (turn, role, chars) of the first that does."""
+    bounds = [("turn_too_short_chars", spec.min_turn_chars, -1), ("turn_too_long_chars", spec.max_turn_chars, 1)]
+    bounds = [b for b in bounds if b[1] is not None]
+    if not bounds:
+        return []
+    table = turns.turn_table(df, system=False)
+    chars = table.get_column(turns.TEXT).str.len_chars().cast(pl.Int64)
+    out = []
+    for name, bound, sign in bounds:
+        assert bound is not None
+        bad = table.with_columns(chars.alias("chars")).filter(pl.col("chars") * sign > bound * sign)
+        first = bad.unique(turns.ROW, keep="first", maintain_order=True)  # turns are in order within a row
+        hit = np.zeros(df.height, dtype=np.bool_)
+        value = np.full(df.height, None, dtype=object)
+        for row, turn, role, n in first.select(turns.ROW, turns.TURN, turns.ROLE, "chars").iter_rows():
+            hit[row] = True
+            value[row] = (turn, role, n)
+        out.append((name, hit, value, bound))
+    return out
 
 
 def _inputs(spec: Quality) -> list[InputRef]:

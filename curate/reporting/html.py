@@ -73,6 +73,7 @@ def render_report(version_dir: Path) -> str:
             "Characters of prompt + completion per row, as a share of each split's rows.",
             lengths(version_dir, m),
         ),
+        *_roles(version_dir, m),
         (
             "rejects",
             "Rejects",
@@ -100,6 +101,19 @@ def render_report(version_dir: Path) -> str:
         f"<style>{css}</style></head><body>{_header(m)}<main>"
         f'<nav class="toc">{toc}</nav>{kpis(m)}{body}{_footer(m)}</main></body></html>\n'
     )
+
+
+def _roles(version_dir: Path, m: Manifest) -> list[tuple[str, str, str, str]]:
+    """The "Tokens per role" section, for versions with conversation rows (none otherwise)."""
+    from cardtune.curate.reporting.roles import ROLES, ROWS, role_tokens
+
+    stats, unit = role_tokens(version_dir, m)
+    if not stats.height:
+        return []
+    head = ["split", "task", ROWS, *ROLES]
+    rows = ([r[c] for c in head] for r in stats.iter_rows(named=True))
+    lede = f"Tokens ({unit}) of the conversation rows per role: system, user, assistant, tool results."
+    return [("roles", "Tokens per role", esc(lede), card(table(head, rows, [False, False, *[True] * 5])))]
 
 
 def _header(m: Manifest) -> str:

@@ -197,6 +197,11 @@ def inspect_renderable(version_dir: Path, n_samples: int = 2, n_rejects: int = 1
     stats = length_stats(version_dir)
     if stats.height:
         parts.append(length_table(stats))
+    from cardtune.curate.reporting.roles import role_table, role_tokens
+
+    roles, unit = role_tokens(version_dir, manifest)
+    if roles.height:  # conversation rows only
+        parts.append(role_table(roles, unit))
     rejects = pl.read_parquet(version_dir / "rejects.parquet")  # read once for both tables
     parts += [reject_reasons_table(rejects), rejects_table(rejects, n_rejects)]
     reports = manifest.filter_reports
