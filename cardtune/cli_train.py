@@ -78,6 +78,11 @@ def eval_cmd(
         result = evaluate(run, split=split, limit=limit)
         before = evaluate(run, split=split, limit=limit, untrained=True) if untrained else None
     console.print(eval_table(result, untrained=before))
+    from cardtune.train.turn_loss import turn_loss_table
+
+    per_turn = turn_loss_table(result)
+    if per_turn is not None:
+        console.print(per_turn)
     console.print(f"wrote {esc(run / 'eval.json')}" + (f" and {esc(run / 'eval.untrained.json')}" if untrained else ""))
 
 

@@ -11,7 +11,9 @@ choice (``accuracy``), and the same with log-likelihoods divided by the choice's
 Rows come from the version's ``eval`` split (seen task, seen template), ``eval_unseen_templates`` (seen task,
 a template it never trained on: ``held_out_templates`` / ``eval.templates`` in the card) and ``heldout`` (unseen
 task). ``cardtune.train.metrics`` turns the scores into per-task, per-template and spread-across-templates
-numbers and the three macro averages. Results go to ``RUN/eval.json`` (``RUN/eval.untrained.json``).
+numbers and the three macro averages. For conversation rows of the ``eval`` split, ``turn_loss`` holds the mean
+loss per assistant-turn index (:mod:`cardtune.train.turn_loss`). Results go to ``RUN/eval.json``
+(``RUN/eval.untrained.json``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import yaml
 
 from cardtune.curate.errors import UserInputError
-from cardtune.train import adapters, data, models
+from cardtune.train import adapters, data, models, turn_loss
 from cardtune.train.metrics import KIND_OF_SPLIT, METRICS, Tally
 from cardtune.train.progress import quiet_libraries
 from cardtune.train.schema import Train
@@ -74,13 +76,15 @@ def _evaluate(run_dir: Path, split: str, limit: int | None, batch_size: int, unt
     info = adapters.read_run(run_dir)
     version = data.open_version(info.dataset.dir)
     card = yaml.safe_load((run_dir / "card.yaml").read_text(encoding="utf-8")) or {}
-    max_new = Train.model_validate(card.get("train") or {}).max_new_tokens  # the card's value or its default
+    train = Train.model_validate(card.get("train") or {})
+    max_new, train_on_eot = train.max_new_tokens, train.train_on_eot  # the card's values or their defaults
     loaded = adapters.load_start(run_dir) if untrained else adapters.load_run(run_dir)
     conversational = info.mode == "instruction"
     torch.manual_seed(info.seed)
 
     rows: list[dict[str, Any]] = []
     kinds: list[str] = []
+    eval_rows: list[dict[str, Any]] = []
     for name in SPLITS[split]:
         if name not in version.splits:
             if split == "unseen_templates":
@@ -92,6 +96,8 @@ def _evaluate(run_dir: Path, split: str, limit: int | None, batch_size: int, unt
         picked = _limit(ds.to_list(), limit, by_template=name == UNSEEN)
         rows.extend(picked)
         kinds.extend([KIND_OF_SPLIT[name]] * len(picked))
+        if name == "eval":
+            eval_rows = picked
     if not rows:
         raise UserInputError(f"{version.dir}: no rows in split(s) {', '.join(SPLITS[split])} to evaluate")
     scorer = _rouge()
@@ -99,6 +105,9 @@ def _evaluate(run_dir: Path, split: str, limit: int | None, batch_size: int, unt
     with torch.inference_mode():
         outputs = _generate(loaded, rows, conversational, max_new, batch_size)
         choices = _rank_choices(loaded, rows, conversational, batch_size)
+        per_turn = None
+        if conversational and any(turn_loss.is_conversation(r) for r in eval_rows):
+            per_turn = turn_loss.turn_losses(loaded, eval_rows, train_on_eot=train_on_eot)
     samples: list[dict[str, str]] = []
     for row, kind, out, pick in zip(rows, kinds, outputs, choices, strict=True):
         ref = _text(row["completion"])
@@ -117,6 +126,7 @@ def _evaluate(run_dir: Path, split: str, limit: int | None, batch_size: int, unt
         "split": split,
         "limit": limit,
         **tally.summary(),
+        **({"turn_loss": per_turn} if per_turn is not None else {}),
         "samples": samples,
     }
     name = "eval.untrained.json" if untrained else "eval.json"

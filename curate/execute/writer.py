@@ -108,6 +108,18 @@ def by_partition(owner: npt.NDArray[np.int64]) -> list[tuple[int, npt.NDArray[np
     return [(int(owner[g[0]]), g) for g in np.split(order, cuts)]
 
 
+def _picked(
+    load: Callable[[int], pl.DataFrame],
+    k: int,
+    positions: npt.NDArray[np.int64],
+    order: npt.NDArray[np.int64],
+    offsets: npt.NDArray[np.int64],
+    schema: dict[str, pl.DataType],
+) -> pl.DataFrame:
+    """Partition ``k``'s rows for output ``positions`` (with repeats), tagged with their output position."""
+    return conform(load(k)[order[positions] - offsets[k]], schema).with_columns(pl.Series(_OUT, positions))
+
+
 def _gather_small(
     out: RowGroupWriter,
     order: npt.NDArray[np.int64],
@@ -116,10 +128,7 @@ def _gather_small(
     load: Callable[[int], pl.DataFrame],
 ) -> None:
     """A small shuffled split: gather every partition's rows, then put them in output order."""
-    chunks = []
-    for k, positions in by_partition(owner):
-        rows = conform(load(k)[order[positions] - offsets[k]], out.schema)
-        chunks.append(rows.with_columns(pl.Series(_OUT, positions)))
+    chunks = [_picked(load, k, positions, order, offsets, out.schema) for k, positions in by_partition(owner)]
     if chunks:
         out.add(pl.concat(chunks).sort(_OUT).drop(_OUT))
 
@@ -137,7 +146,7 @@ def _shuffle(
     n_buckets = (len(order) + BUCKET_ROWS - 1) // BUCKET_ROWS
     written: dict[int, list[Path]] = {b: [] for b in range(n_buckets)}
     for k, positions in by_partition(owner):
-        rows = conform(load(k)[order[positions] - offsets[k]], out.schema).with_columns(pl.Series(_OUT, positions))
+        rows = _picked(load, k, positions, order, offsets, out.schema)
         bucket = positions // BUCKET_ROWS
         for b in np.unique(bucket).tolist():
             file = scratch / f"bucket-{b:06d}-{k:06d}.arrow"

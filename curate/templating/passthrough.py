@@ -27,21 +27,13 @@ from cardtune.curate.rows import (
     TOOLS,
     flat_text,
 )
+from cardtune.curate.templating import conversation
 from cardtune.curate.templating.conversation import Conversation, conversation_rows, needs_conversation_form
 from cardtune.curate.templating.library import Template
 from cardtune.curate.templating.plan import PlanSlice
 
-SHAREGPT_ROLES = {
-    "human": "user",
-    "user": "user",
-    "gpt": "assistant",
-    "assistant": "assistant",
-    "bot": "assistant",
-    "chatgpt": "assistant",
-    "model": "assistant",
-    "system": "system",
-}
 ROLES = ("system", "user", "assistant")
+SHAREGPT_ROLES = {k: v for k, v in conversation.SHAREGPT_ROLES.items() if v in ROLES}  # plain rows: no tool turns
 
 
 def _first_bad(rows: pl.DataFrame, bad: pl.Expr) -> str | None:
