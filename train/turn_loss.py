@@ -23,7 +23,9 @@ BATCH = 8
 
 def is_conversation(row: dict[str, Any]) -> bool:
     """Whether an eval row is a conversation row (passed through, messages)."""
-    return not row.get("template_id") and isinstance(row.get("prompt"), list) and isinstance(row.get("completion"), list)
+    return (
+        not row.get("template_id") and isinstance(row.get("prompt"), list) and isinstance(row.get("completion"), list)
+    )
 
 
 def turn_losses(

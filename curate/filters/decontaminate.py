@@ -250,7 +250,7 @@ def decontaminate(df: pl.DataFrame, spec: Decontaminate, ctx: BuildContext) -> S
             if r in reason:
                 continue
             reason[r] = f"benchmark:{idx.name}"
-            found = {
+            match: dict[str, Any] = {
                 "benchmark": idx.name,
                 "item_id": idx.item_ids[item],
                 "ngram": gram,
@@ -258,7 +258,7 @@ def decontaminate(df: pl.DataFrame, spec: Decontaminate, ctx: BuildContext) -> S
                 "where": where,
                 "n": spec.ngram,
             }
-            evidence[r] = json.dumps(found | _turn_of(df, conversation, r, where, at))
+            evidence[r] = json.dumps(match | _turn_of(df, conversation, r, where, at))
         refs = df.get_column(SOURCE_REF).gather(sorted(rows)[:EXAMPLES]).to_list() if rows else []
         examples = [
             {"source_ref": ref, "item_id": idx.item_ids[rows[r][1]], "ngram": rows[r][3], "where": rows[r][0]}

@@ -71,7 +71,7 @@ def max_turns(rows: pl.DataFrame, spec: MaxTurns, ctx: BuildContext) -> StepResu
     if len(parts) > 1:  # in row order, as every row-local filter returns them
         order = pl.Series(range(rows.height)).filter(over).append(pl.Series(range(rows.height)).filter(under))
         rejects = rejects.with_columns(order.alias("__pos")).sort("__pos").drop("__pos")
-    return StepResult(rows.filter(~drop), rejects, _report(spec, over.sum(), under.sum()))
+    return StepResult(rows.filter(~drop), rejects, _report(spec, int(over.sum()), int(under.sum())))
 
 
 def _report(spec: MaxTurns, over: int, under: int) -> dict[str, object]:

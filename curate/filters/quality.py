@@ -175,7 +175,7 @@ def turn_rules(df: pl.DataFrame, spec: Quality) -> list[tuple[str, npt.NDArray[n
         return []
     table = turns.turn_table(df, system=False)
     chars = table.get_column(turns.TEXT).str.len_chars().cast(pl.Int64)
-    out = []
+    out: list[tuple[str, npt.NDArray[np.bool_], npt.NDArray[Any], object]] = []
     for name, bound, sign in bounds:
         assert bound is not None
         bad = table.with_columns(chars.alias("chars")).filter(pl.col("chars") * sign > bound * sign)
