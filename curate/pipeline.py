@@ -47,6 +47,7 @@ from cardtune.curate.store.fingerprint import (
     input_files,
     input_hashes,
     sha256_bytes,
+    sha256_file,
     snapshot,
     version_id,
     version_inputs,
@@ -223,7 +224,7 @@ def build(
             advance(1)
             shutil.rmtree(spill_dir)
             (tmp / "README.md").write_text(render_readme(card, resolved.version_id, manifest), encoding="utf-8")
-            files = {p.name: sha256_bytes(p.read_bytes()) for p in sorted(tmp.iterdir())}
+            files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
             # the write step is still open: record its time so far (everything but the manifest itself)
             written_in = {**steps.timings, "write": round(time.perf_counter() - write_start, 4)}
             manifest = Manifest.model_validate(

@@ -52,8 +52,9 @@ class Outcome:
         """``load(k)``: partition ``k``'s spilled rows, public columns only."""
 
         def load(k: int) -> pl.DataFrame:
-            frame = spill.read(spill.path(spill_dir, "rows", self.parts[k].index))
-            return frame.drop([c for c in INTERNAL_COLUMNS if c in frame.columns])
+            file = spill.path(spill_dir, "rows", self.parts[k].index)
+            names = pl.read_ipc_schema(file)
+            return spill.read(file, [c for c in names if c not in INTERNAL_COLUMNS])  # the text columns stay on disk
 
         return load
 

@@ -160,6 +160,14 @@ def files_fingerprint(paths: list[Path]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def sha256_file(path: Path) -> str:
+    """``sha256:`` of one file's bytes, read in chunks (a version's train split can be gigabytes)."""
+    digest = hashlib.sha256()
+    for chunk in _chunks(path):
+        digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
 def _chunks(path: Path, size: int = 1 << 22) -> Iterator[bytes]:
     with path.open("rb") as fh:
         while chunk := fh.read(size):
