@@ -63,8 +63,25 @@ class Workspace:
     def output_dir(self) -> Path:
         """Where versions are written: the card's ``output.dir``, relative to the working dir (as for ``build``)."""
         opened = self.open_card() if self.card_path is not None else None
-        out = opened.card.output.dir if opened is not None and opened.card is not None else "datasets"
+        if opened is not None and opened.card is not None:
+            out = opened.card.output.dir
+        else:  # a card that does not validate still says where its versions are (versions stay browsable)
+            out = self._raw_output_dir() or "datasets"
         return Path(out).expanduser().resolve()
+
+    def _raw_output_dir(self) -> str | None:
+        """``output.dir`` as written in a card that does not validate (plain YAML), if it names one."""
+        import yaml
+
+        if self.card_path is None:
+            return None
+        try:
+            data = yaml.safe_load(self.card_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return None
+        output = data.get("output") if isinstance(data, dict) else None
+        value = output.get("dir") if isinstance(output, dict) else None
+        return value if isinstance(value, str) and value else None
 
     def open_card(self) -> Opened:
         """Read and validate the card; a card that does not load comes back with its issues, never raises."""
