@@ -1,4 +1,7 @@
-"""Regenerate the small demo datasets in this folder (deterministic; committed so the demo needs no network).
+"""Regenerate the small datasets of the example cards in this folder (deterministic; committed: no network).
+
+``flan-mini.yaml``, ``finetune-*.yaml``, ``lora.yaml`` and ``prompt-tuning.yaml`` read these; ``demo.yaml`` reads
+its own balanced data in ``demo/`` (``demo/make_data.py``).
 
 The rows are synthetic but well-formed, with the column names of the public datasets they imitate
 (SST-2-style sentiment, GSM8K-style arithmetic with separate rationale and answer, AG-News-style topics,
