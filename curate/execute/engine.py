@@ -261,5 +261,5 @@ def source_rows(job: stages.Job, out: Outcome, task: Any, refs: pl.Series) -> pl
         if dict(raw.schema) != schema:
             raw = pl.concat([pl.DataFrame(schema=schema), raw], how="diagonal_relaxed")
         frame = with_source_ref(apply_columns(raw, task, label), task, label, offset=offset)
-        frames.append(frame.filter(pl.col(SOURCE_REF).is_in(wanted)))
+        frames.append(frame.filter(pl.col(SOURCE_REF).is_in(wanted.implode())))
     return pl.concat(frames, how="vertical_relaxed")
