@@ -6,6 +6,8 @@ by the same readers.
 
 from __future__ import annotations
 
+import re
+
 from pydantic import Field, field_validator, model_validator
 
 from cardtune.curate.card.section import Section
@@ -42,6 +44,17 @@ class Source(Section):
     def _known_format(cls, value: str) -> str:
         return known_format(value)
 
+    @field_validator("path")
+    @classmethod
+    def _local(cls, value: str | None) -> str | None:
+        if value is not None and URL.match(value):
+            scheme = value.split("://", 1)[0]
+            raise ValueError(
+                f"{scheme}:// paths are not read yet (object stores and URLs): download or mount the data and give "
+                "a local path (a mounted bucket works, e.g. with s3fs or gcsfuse)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _one_of(self) -> Source:
         if (self.path is None) == (self.hf is None):
@@ -49,6 +62,9 @@ class Source(Section):
         if self.path is not None and (self.config is not None or self.revision is not None):
             raise ValueError("`config` and `revision` apply to `hf` sources only")
         return self
+
+
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")  # s3://, gs://, hf://, https:// ...
 
 
 def known_format(value: str) -> str:
