@@ -34,11 +34,11 @@ from cardtune.curate.execute.executors import Executor, make_executor
 from cardtune.curate.execute.parts import PARTITION_ROWS
 from cardtune.curate.execute.stages import Job
 from cardtune.curate.execute.writer import RowGroupWriter, write_split
-from cardtune.curate.inputs import NamedInput, ResolvedInputs, resolve_inputs
+from cardtune.curate.inputs import ResolvedInputs, resolve_inputs
 from cardtune.curate.mixing.mixture import TaskPlan, apply_mixture, plan_mixture
 from cardtune.curate.mixing.split import ROW, split_eval
 from cardtune.curate.progress import StepObserver, Steps
-from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, REJECT_SCHEMA, SOURCE_REF, TASK
+from cardtune.curate.rows import REJECT_SCHEMA, SOURCE_REF, TASK
 from cardtune.curate.store import versions as store
 from cardtune.curate.store.datacard import render_readme
 from cardtune.curate.store.fingerprint import (
@@ -65,7 +65,6 @@ from cardtune.curate.store.manifest import (
 )
 from cardtune.curate.store.manifest import timings as manifest_timings
 from cardtune.curate.store.versions import UNSEEN_SPLIT
-from cardtune.curate.tokens import count_tokens
 
 
 @dataclass(frozen=True)
@@ -279,18 +278,6 @@ def _render_unseen(job: Job, out: Outcome, evals: pl.DataFrame, unseen: dict[str
         raw = source_rows(job, out, task, refs)
         frames.extend(render_task(raw, task, [t], card.mode, card.mixture.seed) for t in unseen[task.name])
     return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
-
-
-def _mixture_tokenizer(inputs: ResolvedInputs) -> NamedInput | None:
-    value = inputs.card.mixture.tokenizer
-    return inputs.tokenizer(value) if value is not None else None
-
-
-def _row_tokens(frame: pl.DataFrame, tokenizer: NamedInput | None) -> np.ndarray:
-    """Tokens of prompt + completion per row (whitespace words without a tokenizer)."""
-    if frame.height == 0:
-        return np.zeros(0, dtype=np.int64)
-    return count_tokens(frame[PROMPT_TEXT].fill_null("") + "\n" + frame[COMPLETION_TEXT].fill_null(""), tokenizer)
 
 
 def _per_task_tokens(tasks: pl.Series, counts: np.ndarray) -> dict[str, tuple[int, float]]:

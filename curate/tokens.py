@@ -80,3 +80,13 @@ def count_tokens(texts: pl.Series, tokenizer: NamedInput | None) -> np.ndarray:
         encodings = tok.encode_batch(values[start : start + batch], add_special_tokens=False)
         out[start : start + len(encodings)] = [len(e.ids) for e in encodings]
     return out
+
+
+def row_tokens(rows: pl.DataFrame, tokenizer: NamedInput | None) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Tokens of prompt + completion per rendered row (the flat-text columns; words without a tokenizer)."""
+    from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT
+
+    if rows.height == 0:
+        return np.zeros(0, dtype=np.int64)
+    text = rows[PROMPT_TEXT].fill_null("") + "\n" + rows[COMPLETION_TEXT].fill_null("")
+    return np.asarray(count_tokens(text, tokenizer), dtype=np.int64)

@@ -16,9 +16,10 @@ from starlette.routing import Route
 from cardtune.curate.errors import Issue, UserInputError
 from cardtune.studio import mixture, workbench
 from cardtune.studio.threads import Form, threaded
-from cardtune.studio.workspace import Refused
+from cardtune.studio.workspace import Opened, Refused
 
 if TYPE_CHECKING:
+    from cardtune.curate.card.schema import Card
     from cardtune.studio.app import Studio
 
 
@@ -149,32 +150,32 @@ def routes(studio: Studio) -> list[Route]:
         planned = mixture.plan(opened.text, ws.card_path, {}) if opened.card is not None and ws.card_path else None
         return studio.page(request, "mixture.html", planned=planned, mixture_html=mixture.charts(planned))
 
-    def mixture_plan(request: Request, form: Form) -> Response:
+    def weights_of(form: Form) -> tuple[Opened, Card, Path, dict[int, float]]:
+        """The open card's text and model (it must load), its path, and the weights the form posts."""
         opened = ws.open_card()
         if opened.card is None or ws.card_path is None:
             raise UserInputError(opened.issues)
         weights, bad = mixture.parse_weights({k: str(v) for k, v in form.items()}, len(opened.card.tasks))
         if bad:
             raise UserInputError(bad[0])
+        return opened, opened.card, ws.card_path, weights
+
+    def mixture_plan(request: Request, form: Form) -> Response:
+        opened, _, card_path, weights = weights_of(form)
         ticket = studio.plans.ticket()
         with studio.plans.run:
             if ticket != studio.plans.latest:
                 return Response(status_code=204)  # superseded while it waited: the page shows the newer plan
-            planned = mixture.plan(opened.text, ws.card_path, weights)
+            planned = mixture.plan(opened.text, card_path, weights)
         return studio.page(request, "_plan.html", planned=planned, mixture_html=mixture.charts(planned))
 
     def mixture_save(request: Request, form: Form) -> Response:
-        opened = ws.open_card()
-        if opened.card is None or ws.card_path is None:
-            raise UserInputError(opened.issues)
-        weights, bad = mixture.parse_weights({k: str(v) for k, v in form.items()}, len(opened.card.tasks))
-        if bad:
-            raise UserInputError(bad[0])
+        opened, card, card_path, weights = weights_of(form)
         # edits the text as read now; save refuses unless that is still what the page loaded (the form's hash)
-        text = mixture.set_weights(opened.text, weights, opened.card.mixture.strategy)
-        mixture.with_weights(text, ws.card_path, {})  # the new text must still be a valid card
-        _, new_hash = ws.save(ws.card_path, text, str(form.get("hash", "")))
-        return _saved(studio, request, ws.relative(ws.card_path), new_hash)
+        text = mixture.set_weights(opened.text, weights, card.mixture.strategy)
+        mixture.with_weights(text, card_path, {})  # the new text must still be a valid card
+        _, new_hash = ws.save(card_path, text, str(form.get("hash", "")))
+        return _saved(studio, request, ws.relative(card_path), new_hash)
 
     return [
         Route("/", threaded(home)),

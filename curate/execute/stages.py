@@ -23,8 +23,8 @@ from cardtune.curate.execute import spill
 from cardtune.curate.execute.parts import Part, read_part
 from cardtune.curate.filters.base import BuildContext, Decision, Filter, rejects_of
 from cardtune.curate.inputs import ResolvedInputs
-from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, SOURCE_REF
-from cardtune.curate.tokens import count_tokens
+from cardtune.curate.rows import SOURCE_REF
+from cardtune.curate.tokens import row_tokens
 
 POS = "__spill_pos"  # a row's position in its partition's spilled rows, carried through row-local filters
 
@@ -213,10 +213,4 @@ def finish_stage(
         return FinishResult(part.index, alive, outs)
     tokenizer = job.card.mixture.tokenizer
     named = job.inputs.tokenizer(tokenizer) if tokenizer is not None else None
-    final = kept.drop(POS)
-    tokens = (
-        count_tokens(final[PROMPT_TEXT].fill_null("") + "\n" + final[COMPLETION_TEXT].fill_null(""), named)
-        if final.height
-        else np.zeros(0, dtype=np.int64)
-    )
-    return FinishResult(part.index, alive, outs, np.asarray(tokens, dtype=np.int64))
+    return FinishResult(part.index, alive, outs, row_tokens(kept, named))

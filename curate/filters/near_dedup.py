@@ -154,13 +154,14 @@ class _Rows:
     def exact_jaccard(self, a: minhash.I64, b: minhash.I64, digest: minhash.U64, ngram: int) -> npt.NDArray[np.float64]:
         """Exact Jaccard of pairs of global rows; the texts of the rows in pairs are fetched a chunk at a time."""
         out = np.ones(len(a), dtype=np.float64)
-        differ = np.flatnonzero(digest[a] != digest[b])  # equal digests: the same shingles (Jaccard 1)
+        differ = np.flatnonzero(digest[a] != digest[b])  # equal digests: the same shingles (Jaccard 1), no fetch
         for lo in range(0, len(differ), PAIRS_PER_CHUNK):
             chunk = differ[lo : lo + PAIRS_PER_CHUNK]
             x, y = a[chunk], b[chunk]
             held = np.unique(np.concatenate([x, y]))
-            sets = minhash.ShingleSets.of(self.texts(held), np.arange(len(held), dtype=np.int64), ngram)
-            out[chunk] = sets.jaccard(np.searchsorted(held, x), np.searchsorted(held, y))
+            out[chunk] = minhash.exact_jaccard(
+                self.texts(held), np.searchsorted(held, x), np.searchsorted(held, y), digest[held], ngram
+            )
         return out
 
     def estimated_jaccard(self, a: minhash.I64, b: minhash.I64, hasher: minhash.MinHasher) -> npt.NDArray[np.float64]:
