@@ -13,8 +13,10 @@ import logging
 import multiprocessing
 import os
 import pickle
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures import process as futures_process
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
 
@@ -62,21 +64,49 @@ class LocalExecutor:
             return out
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        futures = [self._pool.submit(fn, item) for item in items]
+        pool = self._pool
+        futures: list[Future[R]] = []
         results: list[R] = []
-        try:
-            for future in futures:
-                results.append(future.result())
-                advance(1)
-        except BrokenProcessPool:
-            raise UserInputError(
-                "a build worker process died (killed, or out of memory); nothing was written — "
-                "rerun, or use fewer `--workers`"
-            ) from None
-        finally:
-            for future in futures:
-                future.cancel()
+        with _pool_thread_errors(pool) as thread_errors:
+            try:
+                futures = [pool.submit(fn, item) for item in items]
+                for future in futures:
+                    while not _settled(future, pool, thread_errors):
+                        pass
+                    results.append(future.result())
+                    advance(1)
+            except (BrokenProcessPool, _PoolDied):
+                self._discard()
+                raise UserInputError(
+                    "a build worker process died (killed, or out of memory); nothing was written — "
+                    "rerun, or use fewer `--workers`"
+                ) from None
+            finally:
+                for future in futures:
+                    future.cancel()
         return results
+
+    def _discard(self) -> None:
+        """Drop a broken pool: terminate the surviving workers, let its manager thread end, forget its wake-up pipe.
+
+        Python 3.11's exit hook writes to every pool's wake-up pipe, which a broken pool has already closed
+        ("Exception ignored ... Bad file descriptor" at exit); a finished manager's entry is removed first.
+        """
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        manager = getattr(pool, "_executor_manager_thread", None)
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(Exception):
+                process.terminate()
+        if manager is not None:
+            manager.join(timeout=5.0)
+        finished = manager is None or not manager.is_alive()
+        with contextlib.suppress(Exception):
+            pool.shutdown(wait=finished, cancel_futures=True)
+        wakeups = getattr(futures_process, "_threads_wakeups", None)
+        if manager is not None and finished and wakeups is not None:
+            wakeups.pop(manager, None)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -88,6 +118,60 @@ class LocalExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _PoolDied(Exception):
+    """A worker exited, or the pool's own manager thread failed, while results were still due."""
+
+
+def _settled(future: Future[Any], pool: ProcessPoolExecutor, thread_errors: list[BaseException]) -> bool:
+    """Wait up to a second for ``future``; raise ``_PoolDied`` when it can no longer complete.
+
+    ``ProcessPoolExecutor`` notices most worker deaths itself (``BrokenProcessPool``), but a worker killed while
+    it starts, or a failure inside the pool's manager thread, can leave a future pending forever; this checks the
+    workers' exit codes and the manager thread between waits, so a dead worker fails the build instead of hanging it.
+    """
+    done, _ = wait([future], timeout=1.0)
+    if done:
+        return True
+    if thread_errors:
+        raise _PoolDied from thread_errors[0]
+    processes = getattr(pool, "_processes", None) or {}
+    if any(process.exitcode is not None for process in list(processes.values())):
+        raise _PoolDied
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None and not manager.is_alive():
+        raise _PoolDied
+    return False
+
+
+@contextlib.contextmanager
+def _pool_thread_errors(pool: ProcessPoolExecutor) -> Iterator[list[BaseException]]:
+    """Collect exceptions of the pool's own helper threads instead of printing their tracebacks.
+
+    When a worker dies, the pool's manager and queue-feeder threads can fail on the closed pipes (an ``OSError``
+    printed as "Exception in thread ..."); the build reports the dead worker in one line instead. Exceptions of
+    any other thread go to the previous hook unchanged.
+    """
+    seen: list[BaseException] = []
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        thread = args.thread
+        ours = thread is not None and (
+            thread is getattr(pool, "_executor_manager_thread", None) or thread.name.startswith("QueueFeederThread")
+        )
+        if ours and args.exc_value is not None:
+            seen.append(args.exc_value)
+            logging.getLogger(__name__).debug("pool thread %s failed: %r", getattr(thread, "name", "?"), args.exc_value)
+            return
+        previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield seen
+    finally:
+        threading.excepthook = previous
 
 
 class RayExecutor:
