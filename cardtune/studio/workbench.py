@@ -198,7 +198,7 @@ def preview(
         )
         return out
     k = task.few_shot.k if task.few_shot is not None else DEFAULT_FEW_SHOT_K
-    shots = k if few_shot and chosen.shots != "zero" and chosen.spec.messages is None else 0
+    shots = k if few_shot and chosen.shots != "zero" and not chosen.multi_turn else 0
     out.rows = _render_rows(card, task, chosen, rows, min(max(n, 1), MAX_PREVIEW_ROWS), shots, out)
     return out
 

@@ -21,8 +21,8 @@ A `jinja` template is simple when its whole text is such a part and its one spli
 
 Anything else — control flow, other filters (``choice``, ``options`` with the default ``random`` style or
 ``bullets``: they read the row hash), macros,
-``messages`` templates, answer choices given as Jinja, few-shot exemplars, nullable or null inputs, other
-dtypes — returns no plan and the template renders row by row through Jinja (``render.py``). The fast path only
+``messages`` and ``turns`` templates, answer choices given as Jinja, few-shot exemplars, nullable or null inputs,
+other dtypes — returns no plan and the template renders row by row through Jinja (``render.py``). The fast path only
 reads AST nodes it recognizes and never runs template code; the load-time sandbox checks are unchanged.
 
 Output is byte-identical to the Jinja path. Rows the Jinja path would reject (an index out of range, an empty
@@ -235,7 +235,7 @@ def plan(
     ``few_shot`` is whether the task configures exemplars (``Task.few_shot``); templates that get them are
     never simple.
     """
-    if t.spec.messages is not None or t.choices is not None or (len(t.turns) != 1 and t.jinja is None):
+    if t.multi_turn or t.choices is not None or (len(t.turns) != 1 and t.jinja is None):
         return None
     if t.shots == "few" or (t.shots == "any" and few_shot):
         return None

@@ -27,7 +27,17 @@ from cardtune.curate.card.yamlsrc import LocatedYaml, check_bounded, load_locate
 from cardtune.curate.errors import Issue, Loc, UserInputError, did_you_mean
 from cardtune.curate.templating.jinja_env import ENV, PROVIDED, unsafe_access
 from cardtune.curate.templating.sandbox import refused_features
-from cardtune.curate.templating.schema import CHOICE_SEP, FewShotFormat, Message, Metadata, TemplateFile, TemplateSpec
+from cardtune.curate.templating.schema import (
+    CHOICE_SEP,
+    TURN,
+    FewShotFormat,
+    Message,
+    Metadata,
+    TemplateFile,
+    TemplateSpec,
+    TurnsForm,
+)
+from cardtune.curate.templating.turns import Over, turn_fields
 
 __all__ = [
     "CHOICE_SEP",
@@ -39,6 +49,7 @@ __all__ = [
     "TemplateFile",
     "TemplateLibrary",
     "TemplateSpec",
+    "TurnsForm",
     "load_template_file",
     "load_templates",
     "resolve_card_templates",
@@ -81,9 +92,17 @@ class Template:
     system: Part | None
     turns: tuple[tuple[str, Part], ...]  # (role, part) of the prompt side: user/assistant turns, no system
     completion: Part | None  # None for a `jinja` template: its completion is the rendered text after `split`
+    # (a `turns` template: ``turns`` is its one user part and ``completion`` its assistant part, each rendered
+    # once per turn; ``over`` says over which list inputs)
     choices: Part | None  # answer_choices given as Jinja
     notes: tuple[str, ...] = field(default=())  # conversion notes (promptsource import)
     jinja: Part | None = None  # the `jinja` form: the whole text, rendered once per row and split at `spec.split`
+    over: Over | None = None  # the `turns` form: the list inputs its turns run over
+
+    @property
+    def multi_turn(self) -> bool:
+        """A `messages` or `turns` template: zero-shot only, never given few-shot exemplars."""
+        return self.spec.messages is not None or self.over is not None
 
     @property
     def id(self) -> str:
@@ -111,7 +130,20 @@ class Template:
         found: set[str] = set()
         for part in self.parts():
             found |= meta.find_undeclared_variables(part.ast)
+        if self.over is not None:  # `turn` is provided; `turn.<name>` reads the `over` input <name>
+            found.discard(TURN)
+            fields, whole = self.turn_fields()
+            found |= set(self.over.names) if whole else fields & set(self.over.names)
         return found - PROVIDED - set(ENV.globals)
+
+    def turn_fields(self) -> tuple[set[str], bool]:
+        """A `turns` template's ``turn.<name>`` reads (positions excluded) and whether ``turn`` is used whole."""
+        fields: set[str] = set()
+        whole = False
+        for part in [p for _, p in self.turns] + ([self.completion] if self.completion is not None else []):
+            found, used_whole = turn_fields(part.ast)
+            fields, whole = fields | found, whole or used_whole
+        return fields, whole
 
     def static_choices(self) -> tuple[str, ...] | None:
         return tuple(self.spec.answer_choices) if isinstance(self.spec.answer_choices, list) else None
@@ -241,8 +273,17 @@ def templates_from_located(
         turns: list[tuple[str, Part | None]] = []
         completion: Part | None = None
         whole: Part | None = None
+        over: Over | None = None
         if spec.jinja is not None:
             whole = comp((*base, "jinja"), spec.jinja)
+        elif spec.turns is not None:  # one user part and one assistant part, rendered per turn
+            turns.append(("user", comp((*base, "turns", "user"), spec.turns.user)))
+            completion = comp((*base, "turns", "assistant"), spec.turns.assistant)
+            over_loc: Loc = (*base, "turns", "over")
+            over = Over(tuple(spec.turns.over), over_loc, located.line_of(over_loc))
+            if system is not None and TURN in meta.find_undeclared_variables(system.ast):
+                message = f"template {spec.id!r}: `{TURN}` is only defined in turns.user and turns.assistant"
+                issues.append(Issue(located.file, system.first_line, system.loc, message))
         elif spec.messages is not None:
             for j, msg in enumerate(spec.messages):
                 part = comp((*base, "messages", j, "content"), msg.content)
@@ -271,6 +312,7 @@ def templates_from_located(
                 choices=choices,
                 notes=(notes or {}).get(spec.id, ()),
                 jinja=whole,
+                over=over,
             )
         )
     seen: dict[str, int] = {}
@@ -435,10 +477,11 @@ def template_bytes(t: Template) -> bytes:
     """Canonical bytes of a template (its validated spec as sorted JSON): what a version id hashes.
 
     Formatting and comments in the file do not change it; any change to text, inputs or metadata does. The
-    fields of the `jinja` form are left out when unused, so templates of the other forms keep their bytes.
+    fields of the `jinja` and `turns` forms are left out when unused, so templates of the other forms keep their
+    bytes.
     """
     spec = t.spec.model_dump(mode="json")
-    for name in ("jinja", "split"):
+    for name in ("jinja", "split", "turns"):
         if spec[name] is None:
             del spec[name]
     return json.dumps(spec, sort_keys=True, ensure_ascii=False).encode("utf-8")

@@ -2,9 +2,10 @@
 
 Owns ``lint_paths`` / ``lint_templates``. Per template: the Jinja parses, passes the sandbox check and uses
 no refused filter or global (``random``, ``lipsum``, ``cycler``, ``joiner``, ...: done at load, with the line;
-see ``sandbox.refused_features``), declared ``inputs`` equal the variables the sources read, every example
-row of its file renders within the render limits (zero-shot, and few-shot when the file has enough rows), nothing renders empty, the completion has no
-stray leading/trailing whitespace, answer choices are unique and non-empty and contain the completion,
+see ``sandbox.refused_features``), declared ``inputs`` equal the variables the sources read (a `turns`
+template's ``turn.<name>`` reads its input ``name``, and may read only its `over` inputs), every example
+row of its file renders within the render limits (zero-shot, and few-shot when the file has enough rows),
+nothing renders empty, the completion (and every assistant turn) has no stray leading/trailing whitespace, answer choices are unique and non-empty and contain the completion,
 ``choices_in_prompt`` matches the prompt; ids are unique across everything linted. A file without example
 rows is a warning (nothing could be rendered).
 """
@@ -46,6 +47,11 @@ def _check_variables(t: Template) -> list[Issue]:
         out.append(_issue(t, f"uses {', '.join(missing)} but does not declare it in `inputs`", ("inputs",)))
     if unused := sorted(declared - used):
         out.append(_issue(t, f"declares input(s) {', '.join(unused)} that no part of the template uses", ("inputs",)))
+    if t.over is not None:
+        fields, _ = t.turn_fields()
+        if stray := sorted(fields - set(t.over.names)):
+            message = f"reads turn.{', turn.'.join(stray)}, but `turn` holds only the turns.over inputs and positions"
+            out.append(_issue(t, message, ("turns", "over")))
     static = t.static_choices()
     if static is not None:
         if any(not c.strip() for c in static):
@@ -69,8 +75,10 @@ def _check_render(t: Template, row: dict[str, object], k: int, exemplars: Sequen
         issue = exc.issue()
         return [Issue(issue.file, issue.line, issue.loc, f"{issue.message} (example row {k})")]
     out = []
-    if r.completion != r.completion.strip():
-        out.append(_issue(t, f"completion has leading/trailing whitespace on example row {k}: {r.completion!r}"))
+    answers = [c for role, c in r.turns if role == "assistant"] + [r.completion]
+    if odd := next((a for a in answers if a != a.strip()), None):
+        what = "completion" if odd is r.completion else "an assistant turn"
+        out.append(_issue(t, f"{what} has leading/trailing whitespace on example row {k}: {odd!r}"))
     if r.answer_choices is not None:
         if r.completion.strip() not in r.answer_choices and not _is_letter_answer(r.completion, r.answer_choices):
             out.append(
@@ -110,7 +118,7 @@ def lint_templates(templates: Iterable[Template]) -> LintReport:
             report.warnings.append(_issue(t, message))
             continue
         for k, row in enumerate(t.examples):
-            few = t.shots != "zero" and t.spec.messages is None and len(t.examples) > 1
+            few = t.shots != "zero" and not t.multi_turn and len(t.examples) > 1
             exemplars = [ex for j, ex in enumerate(t.examples) if j != k][:2] if few else []
             for issue in _check_render(t, row, k, exemplars):
                 if issue.message not in seen:  # one report per problem, not one per example row

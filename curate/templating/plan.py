@@ -57,7 +57,7 @@ def exemplar_indices(i: int, n: int, k: int, key: tuple[object, ...]) -> tuple[i
 
 def few_shot_params(t: Template, few: FewShot | None) -> tuple[int, float] | None:
     """(k, fraction) when rows of ``t`` may render few-shot in a task configured with ``few``, else None."""
-    if t.shots == "zero" or t.spec.messages is not None or (t.shots != "few" and few is None):
+    if t.shots == "zero" or t.multi_turn or (t.shots != "few" and few is None):
         return None
     k = few.k if few is not None else DEFAULT_FEW_SHOT_K
     fraction = 1.0 if t.shots == "few" or few is None else few.fraction

@@ -89,7 +89,7 @@ def preview_row(
     ref = str(rows[i]["source_ref"])
     h = row_hash(seed, task, ref, t.id)
     picked: list[int] = []
-    if shots and len(rows) > shots:
+    if shots and len(rows) > shots and not t.multi_turn:  # multi-turn templates are zero-shot
         picked = list(exemplar_indices(i, len(rows), shots, (seed, task, ref, t.id)))
     names = t.inputs
     marked = {n: mark(rows[i][n], k) for k, n in enumerate(names)}

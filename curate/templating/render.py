@@ -16,6 +16,11 @@ A `jinja` template (``spec.split``) renders its whole text once per row, in the 
 part, and splits it at its marker, which must appear exactly once; each side is then stripped and checked like
 a prompt and completion. A marker inside a row's text value is protected while rendering (as promptsource
 does), so only the template's own markers split; the same holds for answer choices given as Jinja.
+
+A `turns` template (``Template.over``) renders its user and assistant parts once per turn, with ``turn`` (see
+``turns.turn_mappings``) in the context: the row's turns are [system?] + user, assistant, ..., user on the prompt
+side and the last assistant turn as the completion, the shape a `messages` template has. An empty turn is an
+error whatever the inputs (a filter could not drop it from the middle of a conversation).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import polars as pl
 from jinja2 import nodes
 
 from cardtune.curate.card.schema import Task
-from cardtune.curate.errors import Issue, UserInputError, did_you_mean
+from cardtune.curate.errors import Issue, Loc, UserInputError, did_you_mean
 from cardtune.curate.rows import CHOICE_ID, COMPLETION_TEXT, ROW_HASH, SOURCE_REF, SYSTEM_TEXT, TEMPLATE_ID, USER_TEXT
 from cardtune.curate.templating.engine import Engine, RowFailure, Turns, assemble, in_row_order, take
 from cardtune.curate.templating.fastrender import FastEngine
@@ -37,6 +42,8 @@ from cardtune.curate.templating.jinja_env import ENV, PROTECTOR
 from cardtune.curate.templating.library import CHOICE_SEP, Part, Template
 from cardtune.curate.templating.passthrough import PassthroughEngine
 from cardtune.curate.templating.plan import PlanSlice, RowPlan
+from cardtune.curate.templating.schema import TURN
+from cardtune.curate.templating.turns import TurnsError, turn_mappings
 
 MODES = ("instruction", "finetune")
 _GLOBALS: dict[str, Any] = dict(ENV.globals)  # what Template.render would copy into every context
@@ -60,13 +67,22 @@ class Rendered:
 class RenderError(Exception):
     """A template failed on a row: which template, which part and line, and why."""
 
-    def __init__(self, template: Template, part: Part | None, line: int | None, message: str) -> None:
-        self.template, self.part, self.line, self.message = template, part, line, message
+    def __init__(
+        self,
+        template: Template,
+        part: Part | None,
+        line: int | None,
+        message: str,
+        at: tuple[Loc, int] | None = None,  # (location, file line) of a field that is no Jinja part
+    ) -> None:
+        self.template, self.part, self.line, self.message, self.at = template, part, line, message, at
         super().__init__(message)
 
     def issue(self, task: str | None = None, source_ref: str | None = None) -> Issue:
         file, line = self.template.where(self.part, self.line)
         loc = self.part.loc if self.part is not None else ("templates", self.template.index)
+        if self.at is not None:
+            loc, line = self.at
         where = f" (task {task!r}, row {source_ref})" if task is not None else ""
         return Issue(file, line, loc, f"template {self.template.id!r}: {self.message}{where}")
 
@@ -150,9 +166,38 @@ def _sides(t: Template, ctx: dict[str, Any], row: dict[str, Any]) -> tuple[list[
     if t.jinja is not None:
         prompt, completion = _split_run(t, ctx, row)
         return [("user", prompt)], completion
+    if t.over is not None:
+        return _turns(t, ctx, row)
     assert t.completion is not None
     turns = [(role, _run(t, part, ctx)) for role, part in t.turns]
     return turns, _run(t, t.completion, ctx)
+
+
+def _turns(t: Template, ctx: dict[str, Any], row: dict[str, Any]) -> tuple[list[tuple[str, str]], str]:
+    """A `turns` template's conversation: a user and an assistant turn per element of its `over` lists."""
+    assert t.over is not None and t.completion is not None
+    try:
+        mappings = turn_mappings(t.over.names, t.spec.nullable, row)
+    except TurnsError as exc:
+        raise RenderError(t, None, None, f"turns.over: {exc}", at=(t.over.loc, t.over.line)) from None
+    out: list[tuple[str, str]] = []
+    parts = (("user", t.turns[0][1]), ("assistant", t.completion))
+    for turn in mappings:
+        turn_ctx = {**ctx, TURN: turn}
+        which = f"turn {turn['number']} of {turn['count']}"
+        for role, part in parts:
+            try:
+                text = _text(t, part, turn_ctx)
+            except RenderError as exc:
+                raise RenderError(t, exc.part, exc.line, f"{exc.message} ({which})") from None
+            if t.spec.strip:
+                text = text.strip()
+            if not text.strip():
+                raise RenderError(
+                    t, part, None, f"{part.name} rendered empty for {which} (an empty turn is never kept)"
+                )
+            out.append((role, text))
+    return out[:-1], out[-1][1]
 
 
 class AnswerChoices(tuple[str, ...]):
@@ -194,6 +239,8 @@ def render_row(
     system = _run(t, t.system, ctx) if t.system is not None else None
     turns, completion = _sides(t, ctx, row)
     if exemplars:
+        if t.over is not None:
+            raise ValueError(f"template {t.id!r} is a turns template: zero-shot, never given exemplars")
         fmt = t.spec.few_shot
         shots: list[tuple[str, str]] = []
         for ex in exemplars:

@@ -1,8 +1,9 @@
 """The template file schema: pydantic models for ``templates/<family>/<name>.yaml`` (and card-local files).
 
 Owns the field names users write (``family``, ``examples``, ``templates[].id/inputs/system/prompt/
-completion/messages/jinja/split/answer_choices/metadata``) and the checks that need no Jinja: id shape, inputs,
-the three template forms (``prompt``/``completion``, ``messages``, or one ``jinja`` text split at ``split``).
+completion/messages/turns/jinja/split/answer_choices/metadata``) and the checks that need no Jinja: id shape,
+inputs, the four template forms (``prompt``/``completion``, ``messages``, ``turns`` over list inputs, or one
+``jinja`` text split at ``split``).
 Compiling and loading live in ``library.py``; ``docs/templates.md`` documents every field.
 """
 
@@ -14,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 NAME = r"[a-z0-9][a-z0-9_.\-]*"
+DICT_ATTRS = frozenset(n for n in dir(dict) if not n.startswith("_"))
+"""Attribute names of a dict: `turn.items` would be the method, so `over` names may not be one of them."""
 ID_RE = re.compile(rf"^{NAME}/{NAME}$")
 CHOICE_SEP = "|||"
 
@@ -43,6 +46,22 @@ class Message(_Strict):
     content: str = Field(..., min_length=1)
 
 
+TURN = "turn"
+"""The name a `turns` template reads the current turn under (``turn.<over name>``, ``turn.index``, ...)."""
+TURN_KEYS = ("index", "number", "first", "last", "count")
+"""What ``turn`` holds besides the ``over`` names: 0-based and 1-based position, first/last flags, turn count."""
+
+
+class TurnsForm(_Strict):
+    """A conversation with one user/assistant pair per element of the `over` list inputs."""
+
+    over: list[str] = Field(
+        ..., min_length=1, description="List inputs of equal length; turn i reads their i-th elements."
+    )
+    user: str = Field(..., min_length=1, description="Each user turn (Jinja; `turn` is the current turn).")
+    assistant: str = Field(..., min_length=1, description="Each assistant turn (Jinja; `turn` as in `user`).")
+
+
 class FewShotFormat(_Strict):
     """How exemplars join the prompt: `inline` text blocks, or `turns` (user/assistant pairs, instruction mode)."""
 
@@ -61,6 +80,11 @@ class TemplateSpec(_Strict):
     prompt: str | None = Field(None, description="The user turn (Jinja).")
     completion: str | None = Field(None, description="The assistant answer (Jinja).")
     messages: list[Message] | None = Field(None, description="Multi-turn instead of prompt/completion.")
+    turns: TurnsForm | None = Field(
+        None,
+        description="Instead of prompt/completion: one user/assistant pair per element of list inputs "
+        "(`over`, `user`, `assistant`); a per-row number of turns.",
+    )
     jinja: str | None = Field(
         None,
         description="Instead of prompt/completion: one Jinja text rendered whole, then split at `split` into "
@@ -84,7 +108,9 @@ class TemplateSpec(_Strict):
             raise ValueError("inputs: names repeat")
         if extra := sorted(set(self.nullable) - set(self.inputs)):
             raise ValueError(f"nullable names {extra} that are not in inputs")
-        if self.jinja is not None or self.split is not None:
+        if self.turns is not None:
+            self._check_turns(self.turns)
+        elif self.jinja is not None or self.split is not None:
             self._check_whole()
         elif self.messages is not None:
             if self.prompt is not None or self.completion is not None or self.system is not None:
@@ -98,10 +124,34 @@ class TemplateSpec(_Strict):
                 raise ValueError("multi-turn (messages) templates are zero-shot; set metadata.shots to zero or any")
         elif self.prompt is None or self.completion is None:
             missing = "prompt" if self.prompt is None else "completion"
-            raise ValueError(f"`{missing}` is missing (a template needs prompt and completion, or messages)")
+            raise ValueError(
+                f"`{missing}` is missing (a template needs prompt and completion, or messages, turns, or jinja with split)"
+            )
         if isinstance(self.answer_choices, list) and not self.answer_choices:
             raise ValueError("answer_choices: the list is empty")
         return self
+
+    def _check_turns(self, turns: TurnsForm) -> None:
+        """The ``turns`` form: no other form's fields, `over` names are distinct inputs, zero-shot only."""
+        other = [n for n in ("prompt", "completion", "messages", "jinja", "split") if getattr(self, n) is not None]
+        if other:
+            raise ValueError(f"give either `turns` or {', '.join(f'`{n}`' for n in other)}, not both")
+        if len(set(turns.over)) != len(turns.over):
+            raise ValueError("turns.over: names repeat")
+        if missing := [n for n in turns.over if n not in self.inputs]:
+            raise ValueError(f"turns.over names {missing} that are not in inputs (list them under `inputs`)")
+        reserved = [n for n in turns.over if n in TURN_KEYS or n in DICT_ATTRS]
+        if reserved:
+            raise ValueError(
+                f"turns.over: {reserved} clash with what `turn` holds itself ({', '.join(TURN_KEYS)}, and the "
+                "mapping's methods); rename the column with `columns:` in the card"
+            )
+        if TURN in self.inputs:
+            raise ValueError(f"inputs: `{TURN}` is the name a turns template reads the current turn under")
+        if self.metadata.shots == "few":
+            raise ValueError("multi-turn (turns) templates are zero-shot; set metadata.shots to zero or any")
+        if "few_shot" in self.model_fields_set:
+            raise ValueError("few_shot does not apply to a turns template (it is zero-shot)")
 
     def _check_whole(self) -> None:
         """The ``jinja`` + ``split`` form: both given, and neither prompt/completion nor messages."""
