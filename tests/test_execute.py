@@ -151,6 +151,40 @@ def test_workers_and_partition_sizes_never_change_a_byte(tmp_path: Path) -> None
     assert build_in(tmp_path / "c", card, workers=2, partition_rows=25) == reference
 
 
+def test_shuffle_buckets_and_verification_chunks_never_change_a_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver's threaded steps: many small shuffle buckets and near-dedup verification chunks, run on several
+    threads, give the bytes of one bucket and one chunk."""
+    from cardtune.curate import cores
+    from cardtune.curate.execute import spill, writer
+    from cardtune.curate.filters import minhash, near_dedup
+
+    card = sharded_project(tmp_path / "proj")
+    reference = build_in(tmp_path / "a", card, workers=1)
+    buckets: list[str] = []
+    chunks: list[int] = []
+    real_write, real_jaccard = spill.write, minhash.exact_jaccard
+
+    def counting_write(frame: pl.DataFrame, file: Path) -> None:
+        if file.name.startswith("bucket-"):
+            buckets.append(file.name)
+        real_write(frame, file)
+
+    def counting_jaccard(texts: pl.Series, a: np.ndarray, *rest: object) -> np.ndarray:
+        chunks.append(len(a))
+        return real_jaccard(texts, a, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writer, "BUCKET_ROWS", 16)
+    monkeypatch.setattr(near_dedup, "PAIRS_PER_CHUNK", 2)
+    monkeypatch.setattr(cores, "usable_cores", lambda: 4)
+    monkeypatch.setattr(spill, "write", counting_write)
+    monkeypatch.setattr(minhash, "exact_jaccard", counting_jaccard)
+    assert build_in(tmp_path / "b", card, workers=1) == reference
+    assert len({name.split("-")[1] for name in buckets}) > 10  # the train split went through many buckets
+    assert len(chunks) > 2 and max(chunks) <= 2  # and the candidate pairs through many chunks
+
+
 @pytest.mark.slow
 def test_the_example_cards_build_the_same_on_two_workers(tmp_path: Path) -> None:
     for name in ("demo", "flan-mini"):

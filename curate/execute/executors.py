@@ -20,6 +20,7 @@ from concurrent.futures import process as futures_process
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
 
+from cardtune.curate.cores import usable_cores
 from cardtune.curate.errors import UserInputError
 
 T = TypeVar("T")
@@ -40,10 +41,7 @@ class Executor(Protocol):
 
 def default_workers() -> int:
     """All cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cores()
 
 
 class LocalExecutor:

@@ -11,6 +11,7 @@ each bucket is sorted and appended; memory holds one partition plus one bucket. 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy.typing as npt
 import polars as pl
 import pyarrow.parquet as pq
 
+from cardtune.curate.cores import driver_threads
 from cardtune.curate.execute import spill
 
 ROW_GROUP = 65_536
@@ -141,23 +143,45 @@ def _shuffle(
     load: Callable[[int], pl.DataFrame],
     scratch: Path,
 ) -> None:
-    """External shuffle: partitions → output-position buckets on disk → each bucket sorted and appended."""
+    """External shuffle: partitions → output-position buckets on disk → each bucket sorted and appended.
+
+    Both halves use the machine's cores from this process (polars and pyarrow release the GIL): partitions are
+    scattered by a few threads at once, and the next bucket is gathered and sorted while this one is encoded.
+    A bucket's rows are put in output position order, so the bytes never depend on which thread did what.
+    """
     scratch.mkdir(parents=True, exist_ok=True)
     n_buckets = (len(order) + BUCKET_ROWS - 1) // BUCKET_ROWS
-    written: dict[int, list[Path]] = {b: [] for b in range(n_buckets)}
-    for k, positions in by_partition(owner):
+
+    def scatter(item: tuple[int, npt.NDArray[np.int64]]) -> list[tuple[int, Path]]:
+        k, positions = item
         rows = _picked(load, k, positions, order, offsets, out.schema)
         bucket = positions // BUCKET_ROWS
+        files = []
         for b in np.unique(bucket).tolist():
             file = scratch / f"bucket-{b:06d}-{k:06d}.arrow"
             spill.write(rows.filter(pl.Series(bucket == b)), file)
-            written[b].append(file)
-    for b in range(n_buckets):
+            files.append((b, file))
+        return files
+
+    written: dict[int, list[Path]] = {b: [] for b in range(n_buckets)}
+
+    def gather(b: int) -> pl.DataFrame | None:
         parts = [spill.read(f) for f in written[b]]
-        if parts:
-            out.add(pl.concat(parts).sort(_OUT).drop(_OUT))
         for f in written[b]:
             f.unlink()
+        return pl.concat(parts).sort(_OUT).drop(_OUT) if parts else None
+
+    with ThreadPoolExecutor(driver_threads()) as pool:
+        for files in pool.map(scatter, by_partition(owner)):
+            for b, file in files:
+                written[b].append(file)
+        ahead = pool.submit(gather, 0) if n_buckets else None
+        for b in range(n_buckets):
+            assert ahead is not None
+            frame = ahead.result()
+            ahead = pool.submit(gather, b + 1) if b + 1 < n_buckets else None  # one bucket ahead, no more
+            if frame is not None:
+                out.add(frame)
 
 
 __all__ = ["ROW_GROUP", "RowGroupWriter", "conform", "unify", "write_split"]
