@@ -1,15 +1,25 @@
-"""The cores a build may use: how many (``usable_cores``), and ``driver_threads`` for the steps that run in the
-driver process itself (the near-dedup verification, the external shuffle of the write).
+"""The cores a build may use: how many (``usable_cores``), and how many threads the steps that run in the driver
+process itself (near-dedup verification, the external shuffle of the write) may use (``driver_threads``).
 
 Those steps are numpy, polars and pyarrow work that releases the GIL, so threads use the machine's cores there
 without a second copy of the data; results are always assembled in item order, so bytes never depend on them.
+A build sets the bound from its executor (``using``): ``--workers 1`` keeps the whole build on one core.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 DRIVER_THREADS = 4  # more threads than this buy little: the work is memory- and I/O-bound
+_LIMIT: ContextVar[int] = ContextVar("cardtune_driver_threads", default=1)
 
 
 def usable_cores() -> int:
@@ -21,5 +31,27 @@ def usable_cores() -> int:
 
 
 def driver_threads() -> int:
-    """Threads for the driver's own steps: the usable cores, at most ``DRIVER_THREADS``."""
-    return min(DRIVER_THREADS, usable_cores())
+    """Threads for the driver's own steps: the build's bound (1 outside a build), the usable cores, at most
+    ``DRIVER_THREADS``."""
+    return max(1, min(DRIVER_THREADS, usable_cores(), _LIMIT.get()))
+
+
+@contextlib.contextmanager
+def using(cores: int) -> Iterator[None]:
+    """Within this block the driver's steps may use up to ``cores`` threads."""
+    token = _LIMIT.set(max(1, cores))
+    try:
+        yield
+    finally:
+        _LIMIT.reset(token)
+
+
+def thread_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``[fn(item) for item in items]`` on the driver's threads (in this thread when there is one), in item order;
+    the first error is raised again."""
+    work = list(items)
+    threads = min(driver_threads(), len(work))
+    if threads <= 1:
+        return [fn(item) for item in work]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(fn, work))

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 import cardtune
-from cardtune.curate import filters
+from cardtune.curate import cores, filters
 from cardtune.curate.card.load import load_card
 from cardtune.curate.card.schema import Card
 from cardtune.curate.errors import UserInputError
@@ -146,6 +146,7 @@ def build(
         runner = executor if executor is not None else make_executor("local", _workers(workers, resolved))
         if executor is None:
             stack.callback(runner.close)
+        stack.enter_context(cores.using(runner.workers))  # the driver's own steps use as many cores as the workers
         if dry_run:  # the spill of a dry run goes to a temporary folder; nothing is written beside the versions
             spill_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cardtune-spill-")))
         else:

@@ -154,8 +154,8 @@ def test_workers_and_partition_sizes_never_change_a_byte(tmp_path: Path) -> None
 def test_shuffle_buckets_and_verification_chunks_never_change_a_byte(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The driver's threaded steps: many small shuffle buckets and near-dedup verification chunks, run on several
-    threads, give the bytes of one bucket and one chunk."""
+    """The driver's threaded steps (with 2 workers the driver uses 2 threads): many small shuffle buckets and
+    near-dedup verification chunks give the bytes of one bucket and one chunk on one thread."""
     from cardtune.curate import cores
     from cardtune.curate.execute import spill, writer
     from cardtune.curate.filters import minhash, near_dedup
@@ -164,6 +164,7 @@ def test_shuffle_buckets_and_verification_chunks_never_change_a_byte(
     reference = build_in(tmp_path / "a", card, workers=1)
     buckets: list[str] = []
     chunks: list[int] = []
+    threads: list[int] = []
     real_write, real_jaccard = spill.write, minhash.exact_jaccard
 
     def counting_write(frame: pl.DataFrame, file: Path) -> None:
@@ -173,6 +174,7 @@ def test_shuffle_buckets_and_verification_chunks_never_change_a_byte(
 
     def counting_jaccard(texts: pl.Series, a: np.ndarray, *rest: object) -> np.ndarray:
         chunks.append(len(a))
+        threads.append(cores.driver_threads())
         return real_jaccard(texts, a, *rest)  # type: ignore[arg-type]
 
     monkeypatch.setattr(writer, "BUCKET_ROWS", 16)
@@ -180,9 +182,10 @@ def test_shuffle_buckets_and_verification_chunks_never_change_a_byte(
     monkeypatch.setattr(cores, "usable_cores", lambda: 4)
     monkeypatch.setattr(spill, "write", counting_write)
     monkeypatch.setattr(minhash, "exact_jaccard", counting_jaccard)
-    assert build_in(tmp_path / "b", card, workers=1) == reference
+    assert build_in(tmp_path / "b", card, workers=2) == reference  # 2 workers: the driver's steps on 2 threads
     assert len({name.split("-")[1] for name in buckets}) > 10  # the train split went through many buckets
     assert len(chunks) > 2 and max(chunks) <= 2  # and the candidate pairs through many chunks
+    assert set(threads) == {2}  # the driver's steps ran with 2 threads (and with 1 for the reference build)
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from cardtune.curate.cores import thread_map
 from cardtune.curate.filters.base import Scope
 from cardtune.curate.rows import COMPLETION_TEXT, PROMPT_TEXT, SOURCE_REF, TASK
 
@@ -62,12 +63,12 @@ class SpillView:
             return self.refs.filter(pl.Series(self.alive))
         if name == TASK:
             return self.tasks.filter(pl.Series(self.alive))
-        chunks = []
-        for k, part in enumerate(self.parts):
-            if self.offsets[k + 1] == self.offsets[k]:
-                continue
-            column = read(path(self.spill, f"keys{self.keys_pass}", part), [name]).to_series()
-            chunks.append(column.filter(pl.Series(self.alive[self.offsets[k] : self.offsets[k + 1]])))
+
+        def fetch(k: int) -> pl.Series:
+            column = read(path(self.spill, f"keys{self.keys_pass}", self.parts[k]), [name]).to_series()
+            return column.filter(pl.Series(self.alive[self.offsets[k] : self.offsets[k + 1]]))
+
+        chunks = thread_map(fetch, [k for k in range(len(self.parts)) if self.offsets[k + 1] > self.offsets[k]])
         return pl.concat(chunks) if chunks else pl.Series(name, [])
 
     def texts(self, positions: npt.NDArray[np.int64], scope: Scope) -> pl.Series:
@@ -76,9 +77,11 @@ class SpillView:
 
         wanted = self.rows[positions]
         owner = np.searchsorted(self.offsets, wanted, side="right") - 1
-        chunks = []
-        for k, mine in by_partition(owner):
-            local = wanted[mine] - self.offsets[k]
+
+        def fetch(item: tuple[int, npt.NDArray[np.int64]]) -> pl.Series:
+            k, mine = item
             frame = read(path(self.spill, "rows", self.parts[k]), [PROMPT_TEXT, COMPLETION_TEXT])
-            chunks.append(scoped_text(frame[local], scope))
+            return scoped_text(frame[wanted[mine] - self.offsets[k]], scope)
+
+        chunks = thread_map(fetch, by_partition(owner))  # partitions read on the driver's threads, kept in order
         return pl.concat(chunks) if chunks else pl.Series([], dtype=pl.String)

@@ -19,7 +19,7 @@ import numpy.typing as npt
 import polars as pl
 import pyarrow.parquet as pq
 
-from cardtune.curate.cores import driver_threads
+from cardtune.curate.cores import driver_threads, thread_map
 from cardtune.curate.execute import spill
 
 ROW_GROUP = 65_536
@@ -171,15 +171,20 @@ def _shuffle(
             f.unlink()
         return pl.concat(parts).sort(_OUT).drop(_OUT) if parts else None
 
-    with ThreadPoolExecutor(driver_threads()) as pool:
-        for files in pool.map(scatter, by_partition(owner)):
-            for b, file in files:
-                written[b].append(file)
-        ahead = pool.submit(gather, 0) if n_buckets else None
+    for files in thread_map(scatter, by_partition(owner)):
+        for b, file in files:
+            written[b].append(file)
+    if driver_threads() <= 1:
+        for b in range(n_buckets):
+            if (frame := gather(b)) is not None:
+                out.add(frame)
+        return
+    with ThreadPoolExecutor(1) as ahead_pool:  # the next bucket is gathered while this one is encoded
+        ahead = ahead_pool.submit(gather, 0) if n_buckets else None
         for b in range(n_buckets):
             assert ahead is not None
             frame = ahead.result()
-            ahead = pool.submit(gather, b + 1) if b + 1 < n_buckets else None  # one bucket ahead, no more
+            ahead = ahead_pool.submit(gather, b + 1) if b + 1 < n_buckets else None  # one bucket ahead, no more
             if frame is not None:
                 out.add(frame)
 

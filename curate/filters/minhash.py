@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from cardtune.curate.cores import thread_map
 from cardtune.curate.filters import textnorm
 
 U32 = npt.NDArray[np.uint32]
@@ -242,13 +243,15 @@ class ShingleSets:
         held = np.flatnonzero(np.bincount(rows)).astype(np.int64) if len(rows) else np.zeros(0, np.int64)
         shift = max(16, (len(held) - 1).bit_length())
         top = np.uint64(64 - shift)
-        parts: list[U64] = []
-        for lo in range(0, len(held), ROW_BATCH):
+
+        def batch(lo: int) -> U64:
             grams = textnorm.ngrams(textnorm.words(texts.gather(held[lo : lo + ROW_BATCH])), ngram, short_docs=True)
             owner = np.repeat(
                 np.arange(lo, lo + ROW_BATCH, dtype=np.uint64)[: len(grams.doc_offsets) - 1], np.diff(grams.doc_offsets)
             )
-            parts.append((owner << top) | (grams.hashes >> np.uint64(shift)))
+            return (owner << top) | (grams.hashes >> np.uint64(shift))
+
+        parts = thread_map(batch, range(0, len(held), ROW_BATCH))  # batches on the driver's threads, in order
         keys = np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
         keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys  # a row's repeated shingles once
         owner_of = (keys >> top).astype(np.int64)

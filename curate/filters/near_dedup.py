@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,7 +27,6 @@ import polars as pl
 from pydantic import Field, model_validator
 
 from cardtune.curate.card.section import Section
-from cardtune.curate.cores import driver_threads
 from cardtune.curate.filters import minhash, turns
 from cardtune.curate.filters.base import (
     BuildContext,
@@ -154,27 +152,16 @@ class _Rows:
         return pl.concat([old, new]) if old is not None else new
 
     def exact_jaccard(self, a: minhash.I64, b: minhash.I64, digest: minhash.U64, ngram: int) -> npt.NDArray[np.float64]:
-        """Exact Jaccard of pairs of global rows; the texts of the rows in pairs are fetched a chunk at a time,
-        a few chunks at once on the driver's threads (each result lands at its own pairs: order-free)."""
+        """Exact Jaccard of pairs of global rows; the texts of the rows in pairs are fetched a chunk at a time."""
         out = np.ones(len(a), dtype=np.float64)
         differ = np.flatnonzero(digest[a] != digest[b])  # equal digests: the same shingles (Jaccard 1), no fetch
-        threads = driver_threads()
-        size = max(1, min(PAIRS_PER_CHUNK, -(-len(differ) // threads)))  # every thread gets a chunk
-
-        def verify(chunk: minhash.I64) -> None:
+        for lo in range(0, len(differ), PAIRS_PER_CHUNK):
+            chunk = differ[lo : lo + PAIRS_PER_CHUNK]
             x, y = a[chunk], b[chunk]
             held = np.unique(np.concatenate([x, y]))
             out[chunk] = minhash.exact_jaccard(
                 self.texts(held), np.searchsorted(held, x), np.searchsorted(held, y), digest[held], ngram
             )
-
-        chunks = [differ[lo : lo + size] for lo in range(0, len(differ), size)]
-        if len(chunks) <= 1:
-            for chunk in chunks:
-                verify(chunk)
-        else:
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(verify, chunks))  # re-raises the first error
         return out
 
     def estimated_jaccard(self, a: minhash.I64, b: minhash.I64, hasher: minhash.MinHasher) -> npt.NDArray[np.float64]:
