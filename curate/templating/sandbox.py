@@ -9,7 +9,7 @@ every render bounded:
   printed: a method, function, class, iterator or other object whose text would be a memory address
   (``{{ text.format_map }}``, ``{{ items | reverse }}``) is a ``NotDataError`` instead of ``<... at 0x7f...>``.
   The check covers ``{{ }}`` output, ``~``, ``%``, ``format``, ``str.format``, ``join``, ``string`` and ``pprint``.
-* Bounded work (every limit is a module constant below, and exceeding one is a ``TemplateLimitError`` — a
+* Bounded work (every limit is a module constant in ``sandbox_limits.py``, and exceeding one is a ``TemplateLimitError`` — a
   ``SecurityError``, so the renderer reports it with the template id, part, line, task and row):
   ``**`` and integer ``*`` (result size in bits), ``*`` and ``+`` on strings/lists and the string methods and
   filters that grow text (``center``, ``ljust``, ``replace``, ``join``, ``indent``, ``wordwrap``, ...: result
@@ -30,125 +30,43 @@ A "render" is one part (prompt, completion, system, answer choices) of one row: 
 
 from __future__ import annotations
 
-import datetime
-import decimal
-import re
-import time
 import types
 from collections.abc import Callable, Iterable, Iterator
 from functools import update_wrapper
-from typing import Any, NoReturn, cast
+from typing import Any
 
-from jinja2 import nodes, pass_context
+from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
-from jinja2.exceptions import SecurityError
-from jinja2.filters import make_attrgetter
 from jinja2.runtime import Context, LoopContext, Undefined, markup_join
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment, SandboxedFormatter
-from jinja2.utils import _PassArg
-from markupsafe import EscapeFormatter, Markup
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
+from markupsafe import Markup
 
-MAX_RANGE = 10_000
-"""Items one ``range(...)`` may have; also the most ``batch`` / ``slice`` groups (Jinja's default: 100,000)."""
-MAX_TEXT = 10_000_000
-"""Characters (or items) one string or list built by a template may have."""
-MAX_RENDER_CHARS = 50_000_000
-"""Characters one render may print and build in all (a loop's literal text counts once per iteration)."""
-MAX_STEPS = 100_000
-"""Loop iterations plus calls (methods, macros, ``range``, ...) one render may make."""
-MAX_SECONDS = 5.0
-"""Wall-clock seconds one render may take (checked at each loop iteration and call)."""
-MAX_INT_BITS = 10_000
-"""Bits an integer built by ``**`` or ``*`` may have (about 3,000 decimal digits)."""
-MAX_FORMAT_WIDTH = 10_000
-"""Largest width or precision in a ``%`` / ``format`` / ``str.format`` spec."""
-MAX_JSON_INDENT = 100
-"""Largest ``tojson(indent)``."""
-
-REFUSED_FILTERS = {
-    "random": "it is unseeded, so two builds would differ; `choice` is a stable per-row pick",
-    "urlize": "it makes HTML links, and its output is not bounded by its input",
-}
-"""Jinja filters that are not available in templates, and why (``refused_features`` reports them at load)."""
-REFUSED_GLOBALS = {
-    "lipsum": "it generates random text, so two builds would differ",
-    "cycler": "its state makes output depend on render order; use `loop.cycle(...)` inside a for-loop",
-    "joiner": "its state makes output depend on render order; use `loop.first` / `loop.last` inside a for-loop",
-}
-"""Jinja globals that are not available in templates, and why."""
-_SELF_CONTAINED = "a template is self-contained: extends, include and import are not available"
-
-
-class TemplateLimitError(SecurityError):
-    """A render went past one of the limits above."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(f"render limit: {message}")
-
-
-class NotDataError(SecurityError):
-    """A template tried to print code (a method, function, iterator, ...) instead of data."""
-
-
-# ---------------------------------------------------------------------------------------------- budget
-
-_BUDGET = "_cardtune_budget"
-
-
-class _Budget:
-    """The work one render has done so far (kept on its ``Context``)."""
-
-    __slots__ = ("chars", "deadline", "steps")
-
-    def __init__(self) -> None:
-        self.steps = 0
-        self.chars = 0
-        self.deadline = time.monotonic() + MAX_SECONDS
-
-    def step(self) -> None:
-        self.steps += 1
-        if self.steps > MAX_STEPS:
-            raise TemplateLimitError(f"more than {MAX_STEPS:,} loop iterations and calls in one render")
-        if time.monotonic() > self.deadline:
-            raise TemplateLimitError(f"one render took longer than {MAX_SECONDS:g} s")
-
-    def charge(self, n: int) -> None:
-        self.chars += n
-        if self.chars > MAX_RENDER_CHARS:
-            raise TemplateLimitError(f"one render printed and built more than {MAX_RENDER_CHARS:,} characters")
-
-
-def _budget(context: Context) -> _Budget:
-    state = context.__dict__
-    budget = state.get(_BUDGET)
-    if budget is None:
-        budget = state[_BUDGET] = _Budget()
-    return budget
-
-
-def _size(n: int, what: str) -> None:
-    """Refuse building a value of ``n`` characters/items (before it is built)."""
-    if n > MAX_TEXT:
-        raise TemplateLimitError(f"{what} would build {n:,} characters or items (at most {MAX_TEXT:,} in one value)")
-
-
-_SIZED = (str, bytes, list, tuple, dict)
-
-
-_SMALL = 4096
-"""Values shorter than this are not counted when built (only when printed in a loop, or combined by ``~``,
-``+``, ``%``): a discarded small value cannot add up to anything, and counting it would slow every render."""
-
-
-def _charged(context: Context, value: Any) -> Any:
-    """``value``, after counting its size against the render's budget (strings, bytes, lists, dicts)."""
-    if isinstance(value, _SIZED):
-        n = len(value)
-        if n >= _SMALL:
-            _size(n, "this expression")
-            _budget(context).charge(n)
-    return value
-
+from cardtune.curate.templating.sandbox_guards import (
+    _CHECKS,
+    _BoundedEscapeFormatter,
+    _BoundedFormatter,
+    _check_printf,
+    _check_str_method,
+    _guarded,
+    _join_filter,
+    bounded_range,
+)
+from cardtune.curate.templating.sandbox_limits import (
+    _SELF_CONTAINED,
+    _SIZED,
+    _SMALL,
+    MAX_INT_BITS,
+    MAX_RENDER_CHARS,
+    MAX_STEPS,
+    REFUSED_FILTERS,
+    REFUSED_GLOBALS,
+    TemplateLimitError,
+    _budget,
+    _charged,
+    _finalize,
+    _size,
+    check_data,
+)
 
 # ---------------------------------------------------------------------------------------------- local data
 
@@ -178,355 +96,6 @@ def _local_change(owner: LocalList | LocalDict, name: str, args: tuple[Any, ...]
         _size(len(owner) + len(args[0]), f"`.{name}`")
     elif name in ("append", "insert", "setdefault"):
         _size(len(owner) + 1, f"`.{name}`")
-
-
-# ---------------------------------------------------------------------------------------------- data check
-
-_LEAVES: tuple[type, ...] = (
-    str,
-    int,
-    float,
-    complex,
-    type(None),
-    bytes,
-    decimal.Decimal,
-    datetime.date,
-    datetime.time,
-    datetime.timedelta,
-    range,
-)
-_CONTAINERS: tuple[type, ...] = (list, tuple, type({}.keys()), type({}.values()), type({}.items()))
-
-
-def check_data(value: Any) -> None:
-    """Raise unless ``value`` is data whose text is the same on every run (nested lists/dicts of scalars).
-
-    Undefined values raise Jinja's usual ``UndefinedError``; code (methods, functions, classes), iterators and
-    other objects raise ``NotDataError``, since their text is a memory address.
-    """
-    if isinstance(value, _LEAVES):
-        return
-    stack = [value]
-    seen = 0
-    while stack:
-        item = stack.pop()
-        if isinstance(item, _LEAVES):
-            continue
-        seen += 1
-        if seen > MAX_TEXT:
-            raise TemplateLimitError(f"a value with more than {MAX_TEXT:,} nested items")
-        if isinstance(item, Undefined):
-            _undefined(item)
-        elif isinstance(item, _CONTAINERS):
-            stack.extend(cast("Iterable[Any]", item))
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        else:
-            raise NotDataError(_not_data(item))
-
-
-def _undefined(value: Undefined) -> NoReturn:
-    value._fail_with_undefined_error()
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _not_data(value: Any) -> str:
-    name = getattr(value, "__name__", None)
-    named = f" {name!r}" if isinstance(name, str) else ""
-    if isinstance(value, type):
-        what, hint = f"the class{named}", "call it, or print a field"
-    elif isinstance(value, (types.BuiltinMethodType, types.MethodType, types.FunctionType)) or callable(value):
-        what, hint = f"the method or function{named}", "call it (add `(...)`), or print a field"
-    elif isinstance(value, Iterator):
-        what, hint = f"a {type(value).__name__} (an iterator)", "add `| list` to print its items"
-    else:
-        what, hint = f"a {type(value).__name__} object", "print one of its fields"
-    return (
-        f"cannot print {what}: it is code, not data, and its text would be a memory address that differs between "
-        f"builds; {hint}"
-    )
-
-
-@pass_context
-def _finalize(context: Context, value: Any) -> Any:
-    """Every ``{{ }}`` output: data only, counted against the render's budget."""
-    if not isinstance(value, str):
-        if isinstance(value, (bytes, bytearray)):  # a binary column: its Python repr (b'...') is no text
-            raise NotDataError("prints bytes (a binary column) as a Python repr (b'...'); decode the column first")
-        check_data(value)
-        value = str(value)
-    budget = context.__dict__.get(_BUDGET) or _budget(context)
-    budget.chars += len(value)
-    if budget.chars > MAX_RENDER_CHARS:
-        budget.charge(0)
-    return value
-
-
-# ---------------------------------------------------------------------------------------------- format specs
-
-
-def _width(digits: str) -> None:
-    if len(digits) > 6 or int(digits) > MAX_FORMAT_WIDTH:
-        raise TemplateLimitError(f"format width or precision {digits} is too large (at most {MAX_FORMAT_WIDTH:,})")
-
-
-def _printf_widths(fmt: str) -> int:
-    """Check every width/precision of the ``%`` conversions in ``fmt`` (as CPython parses them); their sum."""
-    total = 0
-    i, n = 0, len(fmt)
-    while True:
-        i = fmt.find("%", i)
-        if i < 0:
-            return total
-        i += 1
-        if i < n and fmt[i] == "(":  # a mapping key: parentheses nest, as in CPython
-            depth, i = 1, i + 1
-            while i < n and depth:
-                depth += {"(": 1, ")": -1}.get(fmt[i], 0)
-                i += 1
-        while i < n and fmt[i] in "-+ #0":
-            i += 1
-        for part in range(2):  # width, then precision
-            if part == 1:
-                if i >= n or fmt[i] != ".":
-                    break
-                i += 1
-            if i < n and fmt[i] == "*":
-                raise TemplateLimitError("`*` widths in `%` formats are not allowed; write the width")
-            j = i
-            while i < n and "0" <= fmt[i] <= "9":
-                i += 1
-            if i > j:
-                _width(fmt[j:i])
-                total += int(fmt[j:i])
-        while i < n and fmt[i] in "hlL":
-            i += 1
-        i += 1  # the conversion character
-
-
-def _check_printf(fmt: str, args: Any) -> None:
-    check_data(args)
-    _size(len(fmt) + _printf_widths(fmt), "this `%` format")
-
-
-_DIGITS = re.compile(r"\d+")
-
-
-def _check_spec(spec: str) -> None:
-    for digits in _DIGITS.findall(spec):
-        _width(digits)
-
-
-class _BoundedFormatter(SandboxedFormatter):
-    """``str.format`` in the sandbox: data only, bounded widths, bounded total output."""
-
-    def __init__(self, env: Any, **kwargs: Any) -> None:
-        super().__init__(env, **kwargs)
-        self.total = 0
-
-    def convert_field(self, value: Any, conversion: str | None) -> Any:
-        check_data(value)
-        return super().convert_field(value, conversion)
-
-    def format_field(self, value: Any, format_spec: str) -> Any:
-        check_data(value)
-        _check_spec(format_spec)
-        text = super().format_field(value, format_spec)
-        self.total += len(text)
-        _size(self.total, "this `format`")
-        return text
-
-
-class _BoundedEscapeFormatter(_BoundedFormatter, EscapeFormatter):
-    pass
-
-
-# ---------------------------------------------------------------------------------------------- filters and globals
-
-
-def bounded_range(*args: int) -> range:
-    """``range`` with at most ``MAX_RANGE`` items."""
-    rng = range(*args)
-    try:
-        n = len(rng)
-    except OverflowError:
-        n = MAX_RANGE + 1
-    if n > MAX_RANGE:
-        raise TemplateLimitError(f"range of more than {MAX_RANGE:,} items")
-    return rng
-
-
-_Check = Callable[..., tuple[tuple[Any, ...], dict[str, Any]] | None]
-
-
-def _check_center(context: Context, value: Any, width: Any = 80) -> None:
-    if isinstance(width, int):
-        _size(width, "`center`")
-
-
-def _check_indent(context: Context, s: Any, width: Any = 4, first: Any = False, blank: Any = False) -> None:
-    pad = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
-    text = str(s)
-    _size(len(text) + (text.count("\n") + 1) * pad, "`indent`")
-
-
-def _check_wordwrap(
-    context: Context,
-    s: Any,
-    width: Any = 79,
-    break_long_words: Any = True,
-    wrapstring: Any = None,
-    break_on_hyphens: Any = True,
-) -> None:
-    text = str(s)
-    sep = len(wrapstring) if isinstance(wrapstring, str) else 1
-    step = width if isinstance(width, int) and width > 0 else 1
-    lines = min(len(text) + 1, len(text) // step + text.count(" ") + text.count("\n") + 1)
-    _size(len(text) + lines * sep, "`wordwrap`")
-
-
-def _grown_by_replace(text: Any, old: Any, new: Any, count: Any) -> int | None:
-    """Length of ``text.replace(old, new, count)``, or ``None`` when the types don't fit (the call raises)."""
-    try:
-        occurrences = len(text) + 1 if len(old) == 0 else text.count(old)
-        if isinstance(count, int) and count >= 0:
-            occurrences = min(occurrences, count)
-        return int(len(text) + occurrences * (len(new) - len(old)))
-    except TypeError:
-        return None
-
-
-def _check_replace(context: Context, s: Any, old: Any, new: Any, count: Any = None) -> None:
-    n = _grown_by_replace(str(s), str(old), str(new), count)
-    if n is not None:
-        _size(n, "`replace`")
-
-
-def _check_format(context: Context, value: Any, *args: Any, **kwargs: Any) -> None:
-    _check_printf(str(value), kwargs or args)
-
-
-def _check_join(
-    context: Context, value: Any, d: Any = "", attribute: Any = None
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    items = list(value)
-    if attribute is not None:
-        getter = make_attrgetter(context.environment, attribute)
-        items = [getter(item) for item in items]
-    total = len(str(d)) * max(len(items) - 1, 0)
-    for item in items:
-        if not isinstance(item, str):
-            check_data(item)
-        total += len(item if isinstance(item, str) else str(item))
-    _size(total, "`join`")
-    return (items, d), {}
-
-
-def _join_filter(general: Callable[..., Any]) -> Callable[..., Any]:
-    """``join``: a fast path for a list of strings (the common case), else ``general`` (the guarded filter)."""
-
-    @pass_context
-    def join(context: Context, value: Any, d: Any = "", attribute: Any = None) -> Any:
-        if (
-            attribute is None
-            and type(d) is str
-            and type(value) in (list, tuple)
-            and not context.eval_ctx.autoescape
-            and all(type(x) is str for x in value)
-        ):
-            _size(sum(map(len, value)) + len(d) * max(len(value) - 1, 0), "`join`")
-            return _charged(context, d.join(value))
-        return general(context, value, d, attribute)
-
-    join.__doc__ = general.__doc__
-    return join
-
-
-def _check_groups(context: Context, value: Any, count: Any, fill_with: Any = None) -> None:
-    if isinstance(count, int) and count > MAX_RANGE:
-        raise TemplateLimitError(f"`batch` / `slice` into more than {MAX_RANGE:,} items")
-
-
-def _check_string(context: Context, value: Any) -> None:
-    check_data(value)
-
-
-def _check_tojson(context: Context, value: Any, indent: Any = None) -> None:
-    if isinstance(indent, int) and indent > MAX_JSON_INDENT:
-        raise TemplateLimitError(f"`tojson` indent {indent:,} is too large (at most {MAX_JSON_INDENT})")
-
-
-def _check_sum(context: Context, iterable: Any, attribute: Any = None, start: Any = 0) -> None:
-    if not isinstance(start, (int, float, decimal.Decimal)):
-        raise TemplateLimitError("`sum` adds numbers only (summing lists or strings is quadratic); use `join`")
-
-
-_CHECKS: dict[str, _Check] = {
-    "center": _check_center,
-    "indent": _check_indent,
-    "wordwrap": _check_wordwrap,
-    "replace": _check_replace,
-    "format": _check_format,
-    "join": _check_join,
-    "batch": _check_groups,
-    "slice": _check_groups,
-    "string": _check_string,
-    "pprint": _check_string,
-    "tojson": _check_tojson,
-    "sum": _check_sum,
-}
-"""Filters that can build large or address-bearing text, and the check that runs before each."""
-
-
-def _guarded(original: Callable[..., Any], check: _Check) -> Callable[..., Any]:
-    """``original`` behind ``check``, its result counted. A context filter: never folded at compile time."""
-    pass_arg = _PassArg.from_obj(original)
-
-    @pass_context
-    def guarded(context: Context, *args: Any, **kwargs: Any) -> Any:
-        changed = check(context, *args, **kwargs)
-        if changed is not None:
-            args, kwargs = changed
-        if pass_arg is _PassArg.context:
-            result = original(context, *args, **kwargs)
-        elif pass_arg is _PassArg.eval_context:
-            result = original(context.eval_ctx, *args, **kwargs)
-        elif pass_arg is _PassArg.environment:
-            result = original(context.environment, *args, **kwargs)
-        else:
-            result = original(*args, **kwargs)
-        return _charged(context, result)
-
-    guarded.__name__ = getattr(original, "__name__", "filter")
-    guarded.__doc__ = original.__doc__
-    return guarded
-
-
-_WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill"})
-
-
-def _check_str_method(owner: str | bytes, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    """Refuse a string method call whose result would be too large; the (possibly materialized) arguments."""
-    if name in _WIDTH_METHODS:
-        if args and isinstance(args[0], int):
-            _size(args[0], f"`{name}`")
-    elif name == "expandtabs":
-        tab = args[0] if args else kwargs.get("tabsize", 8)
-        if isinstance(tab, int):
-            tabs = owner.count("\t") if isinstance(owner, str) else owner.count(b"\t")
-            _size(len(owner) + tabs * max(tab, 0), "`expandtabs`")
-    elif name == "replace" and len(args) >= 2:
-        grown = _grown_by_replace(owner, args[0], args[1], args[2] if len(args) > 2 else kwargs.get("count", -1))
-        if grown is not None:
-            _size(grown, "`replace`")
-    elif name == "join" and len(args) == 1:
-        items = list(args[0])
-        total = len(owner) * max(len(items) - 1, 0)
-        total += sum(len(x) for x in items if isinstance(x, (str, bytes)))
-        _size(total, "`join`")
-        return (items,)
-    return args
 
 
 # ---------------------------------------------------------------------------------------------- compiling
