@@ -188,6 +188,44 @@ def test_shuffle_buckets_and_verification_chunks_never_change_a_byte(
     assert set(threads) == {2}  # the driver's steps ran with 2 threads (and with 1 for the reference build)
 
 
+HF_CARD = """\
+name: disk
+mode: instruction
+tasks:
+  - {name: qa, source: {path: ds, split: train}, templates: [qa/ask]}
+templates_dir: tpl
+filters:
+  dedup: {exact: {scope: both}, near: {threshold: 0.7}}
+split: {eval_fraction: 0.1, seed: 2}
+output: {dir: out}
+"""
+
+
+def test_a_save_to_disk_folder_is_read_in_row_ranges(tmp_path: Path) -> None:
+    """A ``datasets`` folder is partitioned into row ranges of its memory-mapped table: same bytes as one read."""
+    datasets = pytest.importorskip("datasets")
+    from cardtune.curate.card.load import load_card
+    from cardtune.curate.inputs import resolve_inputs
+
+    rng = np.random.default_rng(3)
+    base = [words(rng, 25) for _ in range(40)]
+    rows = [{"question": base[i % 40] if i % 6 == 0 else words(rng, 25), "answer": f"a{i % 7}"} for i in range(230)]
+    root = tmp_path / "proj"
+    (root / "tpl" / "qa").mkdir(parents=True)
+    (root / "tpl" / "qa" / "ask.yaml").write_text(TEMPLATE, encoding="utf-8")
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(root / "ds"))
+    (root / "card.yaml").write_text(HF_CARD, encoding="utf-8")
+    card = load_card(root / "card.yaml")
+    parts = plan_parts(card.tasks[0], resolve_inputs(card).sources["qa"], False, 0, rows=40)
+    assert [p.rows for p in parts] == [(lo, min(40, 230 - lo)) for lo in range(0, 230, 40)] and parts[0].path is None
+    whole = build_in(tmp_path / "whole", root / "card.yaml", workers=1)
+    manifest = json.loads((tmp_path / "whole" / "out" / "disk" / whole[0] / "manifest.json").read_text())
+    drops = {f["name"]: sum(f["dropped"].values()) for f in manifest["counts"]["filters"]}
+    assert drops["near_dedup"] > 0, drops  # copies across partitions
+    assert build_in(tmp_path / "ranges", root / "card.yaml", workers=1, partition_rows=40) == whole
+    assert build_in(tmp_path / "two", root / "card.yaml", workers=2, partition_rows=40) == whole
+
+
 @pytest.mark.slow
 def test_the_example_cards_build_the_same_on_two_workers(tmp_path: Path) -> None:
     for name in ("demo", "flan-mini"):

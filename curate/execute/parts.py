@@ -1,10 +1,10 @@
 """Partitions of a task's source: which rows each covers, and reading them.
 
 A partition is a slice of one task's source that a worker reads on its own: a Parquet file's row range (cut at
-about ``partition_rows``), a byte range of a plain JSON Lines file (cut at line ends), or one file of another
+about ``partition_rows``), a row range of a hub dataset or ``save_to_disk`` folder (memory-mapped Arrow, so a
+worker reads just its rows), a byte range of a plain JSON Lines file (cut at line ends), or one file of another
 format. A task whose rows depend on each other (few-shot exemplars come from the whole task; ``limit`` stops
-early) or whose source is not files (a hub dataset, a ``save_to_disk`` folder) is one partition holding the
-whole source. Row numbers (and so ``source_ref`` ids) are counted across partitions by the driver after the
+early) is one partition holding the whole source. Row numbers (and so ``source_ref`` ids) are counted across partitions by the driver after the
 read pass, so they never depend on how the source was cut.
 """
 
@@ -37,7 +37,7 @@ class Part:
     index: int  # position in the build: partitions are in task order, then source order
     task: str
     path: Path | None = None
-    rows: tuple[int, int] | None = None  # Parquet: (first row, row count) within the file
+    rows: tuple[int, int] | None = None  # (first row, row count): within a Parquet file, or a dataset (no path)
     bytes: tuple[int, int] | None = None  # plain JSON Lines: [start, end) byte offsets, at line starts
 
 
@@ -51,8 +51,16 @@ def plan_parts(
 ) -> list[Part]:
     """The partitions of one task's source (``whole``: one partition, e.g. for a few-shot task)."""
     reader = registry.reader(source.kind)
-    if whole or reader.reads != "files" or task.source.limit is not None:
+    if whole or task.source.limit is not None:
         return [Part(first_index, task.name)]
+    if reader.reads != "files":  # a hub dataset or save_to_disk folder: row ranges of the memory-mapped table
+        total = reader.row_count(source, task.source)
+        if total is None or total <= rows:
+            return [Part(first_index, task.name)]
+        return [
+            Part(first_index + k, task.name, rows=(lo, min(rows, total - lo)))
+            for k, lo in enumerate(range(0, total, rows))
+        ]
     parts: list[Part] = []
     for path in source.files:
         for cut in _cuts(source.kind, path, rows):
@@ -95,6 +103,8 @@ def read_part(part: Part, task: Task, source: ResolvedSource) -> pl.DataFrame:
     import polars as pl
 
     reader = registry.reader(source.kind)
+    if part.path is None and part.rows is not None:
+        return reader.read_rows(source, task.source, *part.rows)
     if part.path is None:
         return reader.read(source, task.source, task.source.limit)
     if part.rows is not None:

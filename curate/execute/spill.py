@@ -33,6 +33,15 @@ def write(frame: pl.DataFrame, file: Path) -> None:
     frame.write_ipc(file, compression="lz4")
 
 
+def owned(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with buffers of its own. Rows gathered from a partition's frame (``frame[idx]``) keep, in their
+    list and struct columns, the whole partition's buffers alive; a few hundred rows picked from each of many
+    partitions would so hold them all. An Arrow round trip copies just the picked values."""
+    copied = pl.from_arrow(frame.to_arrow(compat_level=pl.CompatLevel.oldest()))
+    assert isinstance(copied, pl.DataFrame)
+    return copied
+
+
 def read(file: Path, columns: list[str] | None = None) -> pl.DataFrame:
     """Read a spill file (some columns)."""
     return pl.read_ipc(file, columns=columns)

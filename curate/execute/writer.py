@@ -93,7 +93,7 @@ def write_split(
     owner = np.searchsorted(offsets, order, side="right") - 1
     if bool(np.all(np.diff(order) >= 0)):  # in row order (eval, heldout): partition by partition
         for k, positions in by_partition(owner):
-            out.add(load(k)[order[positions] - offsets[k]])
+            out.add(spill.owned(load(k)[order[positions] - offsets[k]]))
     elif len(order) <= BUCKET_ROWS:
         _gather_small(out, order, owner, offsets, load)
     else:
@@ -130,7 +130,9 @@ def _gather_small(
     load: Callable[[int], pl.DataFrame],
 ) -> None:
     """A small shuffled split: gather every partition's rows, then put them in output order."""
-    chunks = [_picked(load, k, positions, order, offsets, out.schema) for k, positions in by_partition(owner)]
+    chunks = [  # each chunk owns its rows: not its whole partition's buffers
+        spill.owned(_picked(load, k, positions, order, offsets, out.schema)) for k, positions in by_partition(owner)
+    ]
     if chunks:
         out.add(pl.concat(chunks).sort(_OUT).drop(_OUT))
 

@@ -59,6 +59,15 @@ class Reader(ABC):
         """Column names; by default the rows are read. Override where metadata or a first line is enough."""
         return self.read(source, src).columns
 
+    def row_count(self, source: ResolvedSource, src: Source) -> int | None:
+        """How many rows, where ``read_rows`` can read them a range at a time (a memory-mapped dataset);
+        ``None`` (the default): the source is read whole."""
+        return None
+
+    def read_rows(self, source: ResolvedSource, src: Source, first: int, count: int) -> pl.DataFrame:
+        """Rows ``[first, first + count)``, for a reader whose ``row_count`` is not ``None``."""
+        raise NotImplementedError(f"{self.name} sources are read whole")
+
     def suffix_of(self, filename: str) -> str | None:
         """The longest of ``suffixes`` that ``filename`` (any case) ends with, or ``None``."""
         lower = filename.lower()

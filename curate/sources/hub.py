@@ -27,6 +27,16 @@ class HfDiskReader(Reader):
     markers = ("dataset_info.json", "dataset_dict.json", "state.json")
 
     def read(self, source: ResolvedSource, src: Source, limit: int | None = None) -> pl.DataFrame:
+        return _dataset_to_polars(self._dataset(source, src))
+
+    def row_count(self, source: ResolvedSource, src: Source) -> int | None:
+        return len(self._dataset(source, src))
+
+    def read_rows(self, source: ResolvedSource, src: Source, first: int, count: int) -> pl.DataFrame:
+        return _dataset_to_polars(self._dataset(source, src), first, count)
+
+    def _dataset(self, source: ResolvedSource, src: Source) -> Any:
+        """The folder's dataset (memory-mapped Arrow: opening it reads no rows)."""
         path = source.files[0]
         datasets = _import_datasets(str(path))
         loaded = datasets.load_from_disk(str(path))
@@ -38,7 +48,7 @@ class HfDiskReader(Reader):
                     + f" (splits: {', '.join(loaded)})"
                 )
             loaded = loaded[src.split]
-        return _dataset_to_polars(loaded)
+        return loaded
 
 
 class HubReader(Reader):
@@ -49,10 +59,21 @@ class HubReader(Reader):
     summary = "a Hugging Face hub dataset"
 
     def read(self, source: ResolvedSource, src: Source, limit: int | None = None) -> pl.DataFrame:
+        return _dataset_to_polars(self._dataset(source, src))
+
+    def row_count(self, source: ResolvedSource, src: Source) -> int | None:
+        return len(self._dataset(source, src))
+
+    def read_rows(self, source: ResolvedSource, src: Source, first: int, count: int) -> pl.DataFrame:
+        return _dataset_to_polars(self._dataset(source, src), first, count)
+
+    def _dataset(self, source: ResolvedSource, src: Source) -> Any:
+        """The split, downloaded once into the ``datasets`` cache and memory-mapped from there (a worker that
+        opens it again reads the cache, not the hub)."""
         assert src.hf is not None
         datasets = _import_datasets(src.hf)
         try:
-            loaded = datasets.load_dataset(src.hf, src.config, split=src.split, revision=source.revision)
+            return datasets.load_dataset(src.hf, src.config, split=src.split, revision=source.revision)
         except Exception as exc:  # datasets raises many types for offline / missing datasets
             raise UserInputError(
                 f"hub dataset {src.hf!r}"
@@ -60,7 +81,6 @@ class HubReader(Reader):
                 + f" could not be loaded: {first_line(exc)}. It needs network access (or a local copy: "
                 "`path:` to a save_to_disk directory or data files)"
             ) from None
-        return _dataset_to_polars(loaded)
 
     def columns(self, source: ResolvedSource, src: Source) -> list[str]:
         """Column names from the hub's metadata (no download of the rows); the rows if it does not say."""
@@ -74,10 +94,18 @@ class HubReader(Reader):
         return list(features) if features else self.read(source, src).columns
 
 
-def _dataset_to_polars(ds: Any) -> pl.DataFrame:
+def _dataset_to_polars(ds: Any, first: int = 0, count: int | None = None) -> pl.DataFrame:
+    """The dataset's rows (``count`` rows from ``first`` when given) as a polars frame.
+
+    A range is read through ``datasets``' Arrow formatting: a zero-copy slice of the memory-mapped table (or the
+    rows an indices mapping picks, in its order).
+    """
     import polars as pl
 
-    table = ds.data.table if hasattr(ds.data, "table") else ds.data
+    if count is not None:
+        table = ds.with_format("arrow")[first : first + count]
+    else:
+        table = ds.data.table if hasattr(ds.data, "table") else ds.data
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame
