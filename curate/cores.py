@@ -55,3 +55,19 @@ def thread_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         return [fn(item) for item in work]
     with ThreadPoolExecutor(threads) as pool:
         return list(pool.map(fn, work))
+
+
+def one_ahead(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    """``fn(item)`` for each item in order, the next one computed on a thread while the caller uses this one
+    (with one driver thread: each computed when it is needed). At most two results exist at once."""
+    work = list(items)
+    if driver_threads() <= 1:
+        yield from (fn(item) for item in work)
+        return
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(fn, work[0]) if work else None
+        for k in range(len(work)):
+            assert ahead is not None
+            result = ahead.result()
+            ahead = pool.submit(fn, work[k + 1]) if k + 1 < len(work) else None
+            yield result

@@ -11,7 +11,6 @@ each bucket is sorted and appended; memory holds one partition plus one bucket. 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import numpy.typing as npt
 import polars as pl
 import pyarrow.parquet as pq
 
-from cardtune.curate.cores import driver_threads, thread_map
+from cardtune.curate.cores import one_ahead, thread_map
 from cardtune.curate.execute import spill
 
 ROW_GROUP = 65_536
@@ -176,19 +175,9 @@ def _shuffle(
     for files in thread_map(scatter, by_partition(owner)):
         for b, file in files:
             written[b].append(file)
-    if driver_threads() <= 1:
-        for b in range(n_buckets):
-            if (frame := gather(b)) is not None:
-                out.add(frame)
-        return
-    with ThreadPoolExecutor(1) as ahead_pool:  # the next bucket is gathered while this one is encoded
-        ahead = ahead_pool.submit(gather, 0) if n_buckets else None
-        for b in range(n_buckets):
-            assert ahead is not None
-            frame = ahead.result()
-            ahead = ahead_pool.submit(gather, b + 1) if b + 1 < n_buckets else None  # one bucket ahead, no more
-            if frame is not None:
-                out.add(frame)
+    for frame in one_ahead(gather, range(n_buckets)):  # the next bucket is gathered while this one is encoded
+        if frame is not None:
+            out.add(frame)
 
 
 __all__ = ["ROW_GROUP", "RowGroupWriter", "conform", "unify", "write_split"]

@@ -7,6 +7,7 @@ dataset's metadata when the hub answers, so validating a card does not download 
 from __future__ import annotations
 
 import functools
+from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
 from cardtune.curate.errors import UserInputError, did_you_mean
@@ -18,13 +19,8 @@ if TYPE_CHECKING:
     from cardtune.curate.sources.spec import Source
 
 
-class HfDiskReader(Reader):
-    """A ``datasets`` ``save_to_disk`` folder (a ``Dataset``, or a ``DatasetDict`` read at ``split``)."""
-
-    name = "hf_disk"
-    reads = "directory"
-    summary = "a `datasets.save_to_disk` folder"
-    markers = ("dataset_info.json", "dataset_dict.json", "state.json")
+class _DatasetsReader(Reader):
+    """A ``datasets.Dataset`` source: read whole, or a row range of its memory-mapped table (``_dataset`` opens it)."""
 
     def read(self, source: ResolvedSource, src: Source, limit: int | None = None) -> pl.DataFrame:
         return _dataset_to_polars(self._dataset(source, src))
@@ -34,6 +30,18 @@ class HfDiskReader(Reader):
 
     def read_rows(self, source: ResolvedSource, src: Source, first: int, count: int) -> pl.DataFrame:
         return _dataset_to_polars(self._dataset(source, src), first, count)
+
+    @abstractmethod
+    def _dataset(self, source: ResolvedSource, src: Source) -> Any: ...
+
+
+class HfDiskReader(_DatasetsReader):
+    """A ``datasets`` ``save_to_disk`` folder (a ``Dataset``, or a ``DatasetDict`` read at ``split``)."""
+
+    name = "hf_disk"
+    reads = "directory"
+    summary = "a `datasets.save_to_disk` folder"
+    markers = ("dataset_info.json", "dataset_dict.json", "state.json")
 
     def _dataset(self, source: ResolvedSource, src: Source) -> Any:
         """The folder's dataset (memory-mapped Arrow: opening it reads no rows)."""
@@ -51,21 +59,12 @@ class HfDiskReader(Reader):
         return loaded
 
 
-class HubReader(Reader):
+class HubReader(_DatasetsReader):
     """A Hugging Face hub dataset (``hf:``, with ``config``, ``split`` and a pinned ``revision``)."""
 
     name = "hf"
     reads = "hub"
     summary = "a Hugging Face hub dataset"
-
-    def read(self, source: ResolvedSource, src: Source, limit: int | None = None) -> pl.DataFrame:
-        return _dataset_to_polars(self._dataset(source, src))
-
-    def row_count(self, source: ResolvedSource, src: Source) -> int | None:
-        return len(self._dataset(source, src))
-
-    def read_rows(self, source: ResolvedSource, src: Source, first: int, count: int) -> pl.DataFrame:
-        return _dataset_to_polars(self._dataset(source, src), first, count)
 
     def _dataset(self, source: ResolvedSource, src: Source) -> Any:
         """The split, downloaded once into the ``datasets`` cache and memory-mapped from there (a worker that
