@@ -212,3 +212,39 @@ def test_a_full_disk_during_the_write_leaves_nothing(tmp_path: Path, monkeypatch
     result = CliRunner().invoke(app, ["build", str(card), "--quiet"])
     assert result.exit_code == 1 and "No space left on device" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()  # not even an empty out/crash/ folder
+
+
+INTERRUPT_IN_EXEC = """
+import typer
+from cardtune import cli
+from cardtune._console import user_errors
+
+app = typer.Typer()
+
+
+@app.command()
+def work() -> None:
+    with user_errors():
+        exec("raise KeyboardInterrupt")  # as a signal landing while a dataclass execs its __init__
+
+
+cli.app = app
+cli.main()
+"""
+
+
+def test_an_interrupt_inside_an_exec_string_still_exits_130(tmp_path: Path) -> None:
+    # CPython flags a KeyboardInterrupt leaving an exec'd string as unhandled and kills the process with SIGINT at
+    # exit (returncode -2) even though cardtune handled it; main() must clear that.
+    # (run with -m as `python -m cardtune` is: with -c, CPython exits straight from the SystemExit and never looks)
+    (tmp_path / "interrupt_in_exec.py").write_text(INTERRUPT_IN_EXEC, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "interrupt_in_exec"],
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr
