@@ -49,9 +49,17 @@ def build(
 
 
 def load(version_dir: str | _Path) -> Any:
-    """A built version as a ``datasets.DatasetDict`` with ``train``, ``eval`` and ``heldout`` splits."""
+    """A built version as a ``datasets.DatasetDict`` with ``train``, ``eval`` and ``heldout`` splits.
+
+    ``version_dir`` may be a URL of a version in an object store (``s3://bucket/datasets/<name>/<id>``): it is
+    fetched once into the local cache, every file checked against its manifest."""
+    from cardtune.curate.sources.remote import is_url
     from cardtune.curate.store.versions import load_version
 
+    if isinstance(version_dir, str) and is_url(version_dir):
+        from cardtune.curate.store.bucket import load_url
+
+        return load_version(load_url(version_dir))
     return load_version(version_dir)
 
 

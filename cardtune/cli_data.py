@@ -76,9 +76,12 @@ def build(
             if runner is not None:
                 runner.close()
     manifest = result.manifest
+    stored = f"{result.url} (local copy {result.version_dir})" if result.url else str(result.version_dir)
     if result.cached:
+        how = {"fetched": "fetched from the store", "uploaded": "uploaded to the store"}.get(result.transfer or "")
         console.print(
-            f"[green]cached[/] {esc(result.version_dir)} (same card, templates and sources; --force rebuilds)"
+            f"[green]cached[/] {esc(stored)} (same card, templates and sources; {esc(how + '; ' if how else '')}"
+            "--force rebuilds)"
         )
         return
     if not quiet:
@@ -88,7 +91,7 @@ def build(
         console.print(f"[yellow]dry run[/]: would write {esc(result.version_dir)} (nothing written)")
         return
     sizes = ", ".join(f"{name} {sum(rows.values()):,}" for name, rows in manifest.counts.splits.items())
-    console.print(f"[green]built[/] {esc(result.version_dir)}  ({esc(sizes)})")
+    console.print(f"[green]built[/] {esc(stored)}  ({esc(sizes)})")
     if result.removed:
         console.print(
             f"[yellow]replaced[/] the previous copy; removed {esc(', '.join(result.removed))} (not written by a build: "

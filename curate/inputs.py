@@ -60,6 +60,7 @@ class ResolvedInputs:
     benchmarks: dict[str, ResolvedSource] = field(default_factory=dict)  # benchmark sets by name
     tokenizers: dict[str, NamedInput] = field(default_factory=dict)  # by the card's spelling
     versions: dict[str, Path] = field(default_factory=dict)  # earlier versions (near dedup `against`)
+    output_url: str | None = None  # `output.dir` as a URL + /<name>: versions are copied there (output_root: local)
 
     def tokenizer(self, value: str) -> NamedInput:
         """A tokenizer the card names (resolved when the card was resolved)."""
@@ -94,7 +95,9 @@ def resolve_inputs(card: Card, issues: list[Issue] | None = None) -> ResolvedInp
     """
     collected: list[Issue] = []
     from cardtune.curate.filters import enabled
+    from cardtune.curate.sources import remote
     from cardtune.curate.sources.read import locate
+    from cardtune.curate.store import bucket
     from cardtune.curate.templating.card_templates import is_file_ref
 
     base = card.base_dir
@@ -102,7 +105,7 @@ def resolve_inputs(card: Card, issues: list[Issue] | None = None) -> ResolvedInp
     for i, task in enumerate(card.tasks):
         where = f"task {task.name!r}: source {task.source.path or task.source.hf!r}"
         try:
-            sources[task.name] = locate(task.source, _source_path(task.source, base), where)
+            sources[task.name] = locate(task.source, _source_path(task.source, base, where), where)
         except UserInputError as exc:
             collected.extend(card.issue(("tasks", i, "source"), e.message) for e in exc.issues)
     templates_dir = card_path(card.templates_dir, base) if card.templates_dir is not None else None
@@ -112,13 +115,20 @@ def resolve_inputs(card: Card, issues: list[Issue] | None = None) -> ResolvedInp
         refs.append(InputRef("tokenizer", card.mixture.tokenizer, ("mixture", "tokenizer")))
     for flt, spec in enabled(card.filters):
         refs.extend(flt.inputs(spec))
-    output_root = Path(card.output.dir).expanduser() / card.name
+    output_url = None
+    if remote.is_url(card.output.dir):  # an object store: build into a local copy, then upload (store.bucket)
+        output_url = bucket.join(card.output.dir, card.name)
+        output_root = bucket.local_root(card.output.dir) / card.name
+    else:
+        output_root = Path(card.output.dir).expanduser() / card.name
     benchmarks, tokenizers, versions = resolve_refs(card, refs, output_root.parent, collected)
     if collected:
         if issues is None:
             raise UserInputError(collected)
         issues.extend(collected)
-    return ResolvedInputs(card, output_root, sources, templates_dir, template_files, benchmarks, tokenizers, versions)
+    return ResolvedInputs(
+        card, output_root, sources, templates_dir, template_files, benchmarks, tokenizers, versions, output_url
+    )
 
 
 def resolve_refs(
@@ -138,7 +148,7 @@ def resolve_refs(
             elif ref.kind == "benchmark":
                 assert ref.source is not None
                 where = f"benchmark {ref.value!r}"
-                benchmarks[ref.value] = locate(ref.source, _source_path(ref.source, card.base_dir), where)
+                benchmarks[ref.value] = locate(ref.source, _source_path(ref.source, card.base_dir, where), where)
             else:
                 path = card_path(ref.value, card.base_dir)
                 versions[ref.value] = path if path.is_dir() else resolve_version(ref.value, versions_root)
@@ -147,8 +157,13 @@ def resolve_refs(
     return benchmarks, tokenizers, versions
 
 
-def _source_path(src: Source, base: Path) -> Path | None:
-    return card_path(src.path, base) if src.path is not None else None
+def _source_path(src: Source, base: Path, where: str) -> Path | None:
+    """A source's local path: by the card's rule, or its local mirror for a URL (fetched here, once)."""
+    from cardtune.curate.sources import remote
+
+    if src.path is None:
+        return None
+    return remote.mirror(src.path, where) if remote.is_url(src.path) else card_path(src.path, base)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from cardtune.curate.mixing.mixture import TaskPlan, apply_mixture, plan_mixture
 from cardtune.curate.mixing.split import ROW, split_eval
 from cardtune.curate.progress import StepObserver, Steps
 from cardtune.curate.rows import REJECT_SCHEMA, SOURCE_REF, TASK
+from cardtune.curate.store import bucket
 from cardtune.curate.store import versions as store
 from cardtune.curate.store.datacard import render_readme
 from cardtune.curate.store.fingerprint import (
@@ -78,6 +79,8 @@ class BuildResult:
     plan: list[TaskPlan] = field(default_factory=list)
     dry_run: bool = False
     removed: tuple[str, ...] = ()  # files of a replaced (--force) version that a build does not write, e.g. report.html
+    url: str | None = None  # where the version is in the object store (`output.dir` a URL); version_dir: local copy
+    transfer: str | None = None  # "uploaded", "fetched" (from the store instead of rebuilt) or None
 
 
 @dataclass(frozen=True)
@@ -134,11 +137,19 @@ def build(
     started = time.perf_counter()
     resolved = resolve(card)
     final = resolved.version_dir
+    url = bucket.join(resolved.inputs.output_url, resolved.version_id) if resolved.inputs.output_url else None
+    fetched = (
+        url is not None and not force and not dry_run and not store.is_complete(final) and bucket.download(url, final)
+    )
     if store.is_complete(final) and not force and not dry_run:
         try:
-            return BuildResult(resolved.version_id, final, True, store.read_manifest(final))
+            manifest = store.read_manifest(final)
         except UserInputError:
             pass  # written by another cardtune (an unknown manifest format): rebuilt and replaced below
+        else:
+            uploaded = url is not None and bucket.upload(final, url)
+            how = "fetched" if fetched else "uploaded" if uploaded else None
+            return BuildResult(resolved.version_id, final, True, manifest, url=url, transfer=how)
 
     with contextlib.ExitStack() as stack:
         steps = stack.enter_context(Steps(show=progress, observer=observer))
@@ -234,7 +245,9 @@ def build(
             removed = tuple(sorted({p.name for p in final.iterdir()} - written)) if final.is_dir() else ()
             store.publish(tmp, final, manifest)
             advance(1)
-    return BuildResult(resolved.version_id, final, False, manifest, plans, removed=removed)
+    uploaded = url is not None and bucket.upload(final, url)
+    how = "uploaded" if uploaded else None
+    return BuildResult(resolved.version_id, final, False, manifest, plans, removed=removed, url=url, transfer=how)
 
 
 PARALLEL_BYTES = 64 << 20  # with `workers` unset, smaller sources build in this process (workers cost seconds)

@@ -67,6 +67,12 @@ class Workspace:
             out = opened.card.output.dir
         else:  # a card that does not validate still says where its versions are (versions stay browsable)
             out = self._raw_output_dir() or "datasets"
+        from cardtune.curate.sources.remote import is_url
+
+        if is_url(out):  # an object store: the versions' local copies (what builds write before they upload)
+            from cardtune.curate.store.bucket import local_root
+
+            return local_root(out).resolve()
         return Path(out).expanduser().resolve()
 
     def _raw_output_dir(self) -> str | None:

@@ -157,7 +157,10 @@ class Output(Section):
     """Where versions are written."""
 
     dir: str = Field(
-        "datasets", description="Root for versions `<dir>/<name>/<id>/`, relative to the working directory."
+        "datasets",
+        description="Root for versions `<dir>/<name>/<id>/`, relative to the working directory; or an object-store "
+        "URL (`s3://bucket/datasets`, any fsspec URL): versions are built in a local copy under `$CARDTUNE_CACHE` "
+        "and then uploaded, the manifest last.",
     )
 
 

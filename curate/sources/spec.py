@@ -6,8 +6,6 @@ by the same readers.
 
 from __future__ import annotations
 
-import re
-
 from pydantic import Field, field_validator, model_validator
 
 from cardtune.curate.card.section import Section
@@ -21,7 +19,9 @@ class Source(Section):
     path: str | None = Field(
         None,
         description="A local data file (in any `format`), a glob, a directory of such files, or a folder format's "
-        "directory (e.g. `datasets.save_to_disk`). Relative to the card's folder. Default: none (give `path` or `hf`).",
+        "directory (e.g. `datasets.save_to_disk`). Relative to the card's folder. An object-store or other fsspec "
+        "URL (`s3://bucket/data/*.parquet`, `gs://…`, `hf://datasets/…`, `https://…`) is fetched into a local "
+        "mirror first (`$CARDTUNE_CACHE`, default `~/.cache/cardtune`). Default: none (give `path` or `hf`).",
     )
     hf: str | None = Field(None, description="Hugging Face hub dataset id, e.g. `super_glue`. Default: none.")
     config: str | None = Field(None, description="Hub dataset configuration name (with `hf`). Default: none.")
@@ -44,17 +44,6 @@ class Source(Section):
     def _known_format(cls, value: str) -> str:
         return known_format(value)
 
-    @field_validator("path")
-    @classmethod
-    def _local(cls, value: str | None) -> str | None:
-        if value is not None and URL.match(value):
-            scheme = value.split("://", 1)[0]
-            raise ValueError(
-                f"{scheme}:// paths are not read yet (object stores and URLs): download or mount the data and give "
-                "a local path (a mounted bucket works, e.g. with s3fs or gcsfuse)"
-            )
-        return value
-
     @model_validator(mode="after")
     def _one_of(self) -> Source:
         if (self.path is None) == (self.hf is None):
@@ -62,9 +51,6 @@ class Source(Section):
         if self.path is not None and (self.config is not None or self.revision is not None):
             raise ValueError("`config` and `revision` apply to `hf` sources only")
         return self
-
-
-URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")  # s3://, gs://, hf://, https:// ...
 
 
 def known_format(value: str) -> str:
