@@ -182,3 +182,35 @@ def test_tally_per_template_spread_and_kinds() -> None:
     assert kinds == {("a/t1", "seen"), ("a/t2", "seen"), ("a/u1", "unseen_template"), ("b/t1", "unseen_task")}
     assert template_score(s, "a", ["a/t1", "a/u1"]) == 0.5 and template_score(s, "zzz") is None
     assert spread([1.0]) == {"min": 1.0, "median": 1.0, "max": 1.0, "std": 0.0}
+
+
+def test_compare_shows_unseen_templates_and_the_template_spread_per_run() -> None:
+    from types import SimpleNamespace
+
+    from cardtune.train import compare
+
+    def run(seen: float, unseen: float, low: float, high: float) -> compare.Compared:
+        info = SimpleNamespace(
+            mode="instruction",
+            method="full",
+            base_run=None,
+            model="default",
+            params=SimpleNamespace(trainable=1000),
+            tokens_trained=5000,
+            timings=SimpleNamespace(train_s=1.0),
+            dataset=SimpleNamespace(version_id="abcdef0123456789"),
+        )
+        evaluated = {
+            "tasks": {"size": {"held_out": False, "accuracy": seen}, "odd": {"held_out": True, "accuracy": 0.1}},
+            "unseen_templates": {"size": {"accuracy": unseen}},
+            "robustness": {"size": {"min": low, "median": (low + high) / 2, "max": high, "std": (high - low) / 2}},
+            "aggregate": {"seen": {"tasks": 1, "accuracy": seen}, "unseen_templates": {"tasks": 1, "accuracy": unseen}},
+        }
+        return compare.Compared(Path("r"), info, evaluated)  # type: ignore[arg-type]
+
+    body = dict(compare.rows([run(1.0, 0.5, 0.4, 1.0), run(0.9, 0.8, 0.7, 0.9)]))
+    assert body["size (seen)"] == ["acc 1.000", "acc 0.900"]
+    assert body["size (unseen templates)"] == ["acc 0.500", "acc 0.800"]
+    assert body["size (template spread)"] == ["0.40–1.00 sd 0.30", "0.70–0.90 sd 0.10"]
+    assert body["unseen templates (macro)"] == ["acc 0.500", "acc 0.800"]
+    assert "odd (unseen templates)" not in body and body["odd (held-out)"] == ["acc 0.100", "acc 0.100"]
