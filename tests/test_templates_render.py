@@ -292,6 +292,20 @@ def test_passthrough_messages_and_sharegpt() -> None:
         render_task(
             pl.DataFrame({"conversations": bad, "source_ref": ["c:0"]}), _passthrough_task(), [], "instruction", 0
         )
+    developer = [[{"role": "developer", "content": "be brief"}, *msgs[0][1:]]]
+    out = render_task(
+        pl.DataFrame({"messages": developer, "source_ref": ["c:0"]}), _passthrough_task(), [], "instruction", 0
+    )
+    assert out["prompt"][0][0] == {"role": "system", "content": "be brief"}  # OpenAI's developer = system
+    robot = [[*msgs[0][:2], {"role": "robot", "content": "beep"}, {"role": "assistant", "content": "a"}]]
+    with pytest.raises(UserInputError, match=r"task 'chat', row c:1: turn 3: role 'robot' is not system, user or"):
+        render_task(
+            pl.DataFrame({"messages": [msgs[0], robot[0]], "source_ref": ["c:0", "c:1"]}),
+            _passthrough_task(),
+            [],
+            "instruction",
+            0,
+        )
     ends_user = [[{"role": "user", "content": "q"}, {"role": "user", "content": "q2"}]]
     with pytest.raises(UserInputError, match="does not end with an assistant turn"):
         render_task(

@@ -199,6 +199,10 @@ def test_card_fields_validate_at_their_lines(tmp_path: Path) -> None:
     for train, match in bad:
         with pytest.raises(UserInputError, match=r"card\.yaml:\d+: train\.chat_template" + r".*" + match):
             load_card(_card(tmp_path, **train))
+    with pytest.raises(
+        UserInputError, match=r"card\.yaml:\d+: train: .*with method: prompt_tuning: .*never be learned"
+    ):
+        load_card(_card(tmp_path, chat_template=spec, method="prompt_tuning"))
 
 
 TURNS = """{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}
@@ -224,3 +228,11 @@ def test_tune_with_declared_end_of_turn_and_kwargs(tmp_path: Path) -> None:
     eot = loaded.tokenizer.convert_tokens_to_ids("<end_of_turn>")
     assert eot in info.stop_token_ids and len(loaded.tokenizer) == models.default_tokenizer().vocab_size + 1
     assert "date_string" in loaded.tokenizer.chat_template  # the defaults travel with the saved tokenizer
+    import torch
+
+    embed, ids = loaded.model.get_input_embeddings(), torch.tensor([[eot]])
+    with torch.no_grad():
+        trained = embed(ids)
+        with loaded.model.disable_adapter():
+            initial = embed(ids)
+    assert not torch.allclose(trained, initial)  # LoRA trained the added token's row (else it could never stop)

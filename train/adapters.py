@@ -135,3 +135,20 @@ def merge(run_dir: str | Path, output: str | Path | None = None) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def expose_head_bias(model: Any) -> None:
+    """Let TRL's fused LM head read ``lm_head.bias`` through PEFT's ``TrainableTokensWrapper``.
+
+    LoRA trains the rows of added tokens with ``trainable_token_indices``; with tied embeddings PEFT wraps the
+    output head as well, and the wrapper forwards ``weight`` (the merged, trainable rows) but not ``bias``, which
+    TRL's chunked loss reads directly. The wrapped head's own bias (``None`` for tied heads) is set on the wrapper
+    as a plain attribute, so no parameter is registered twice.
+    """
+    head = model.get_output_embeddings()
+    if head is None or type(head).__name__ != "TrainableTokensWrapper":
+        return
+    try:
+        head.bias  # noqa: B018 - the attribute access is the check
+    except AttributeError:
+        object.__setattr__(head, "bias", getattr(head.original_module, "bias", None))

@@ -109,8 +109,13 @@ def make_sft_config(card: Card, output_dir: str, kwargs: dict[str, Any]) -> Any:
         raise UserInputError([card.issue(("train", "sft"), f"invalid SFTConfig: {exc}")]) from None
 
 
-def make_peft_config(train: Train, tokenizer_path: str | None = None) -> Any:
-    """``LoraConfig``, ``PromptTuningConfig`` or ``None`` (full fine-tuning)."""
+def make_peft_config(train: Train, tokenizer_path: str | None = None, added: Any = None) -> Any:
+    """``LoraConfig``, ``PromptTuningConfig`` or ``None`` (full fine-tuning).
+
+    ``added`` (a ``models.Loaded`` whose vocabulary grew, e.g. by a declared end-of-turn token): LoRA also trains
+    those tokens' embedding rows (PEFT ``trainable_token_indices``; the output rows too when they are not tied),
+    else the new rows would stay at their initial values and the model could never learn to emit its stop token.
+    """
     if train.method == "full":
         return None
     from peft import LoraConfig, PromptTuningConfig, PromptTuningInit, TaskType
@@ -122,6 +127,7 @@ def make_peft_config(train: Train, tokenizer_path: str | None = None) -> Any:
             lora_alpha=train.lora.alpha,
             lora_dropout=train.lora.dropout,
             target_modules=train.lora.target_modules,
+            trainable_token_indices=_new_token_rows(added),
         )
     pt = train.prompt_tuning
     if pt.init_text is None:
@@ -133,3 +139,19 @@ def make_peft_config(train: Train, tokenizer_path: str | None = None) -> Any:
         prompt_tuning_init_text=pt.init_text,
         tokenizer_name_or_path=tokenizer_path,
     )
+
+
+def _new_token_rows(loaded: Any) -> list[int] | dict[str, list[int]] | None:
+    """PEFT's ``trainable_token_indices`` for the tokens added to ``loaded``'s vocabulary (``None``: none added).
+
+    Tied input/output embeddings: the ids (PEFT ties the output rows to the trained input rows); untied: the same
+    ids for the input and the output embedding modules by name."""
+    ids = list(getattr(loaded, "added_token_ids", None) or [])
+    if not ids:
+        return None
+    model = loaded.model
+    inputs, outputs = model.get_input_embeddings(), model.get_output_embeddings()
+    if outputs is None or outputs.weight is inputs.weight:
+        return ids
+    names = {id(m): n for n, m in model.named_modules()}
+    return {names[id(inputs)].rsplit(".", 1)[-1]: ids, names[id(outputs)].rsplit(".", 1)[-1]: ids}

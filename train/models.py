@@ -76,6 +76,7 @@ class Loaded:
     spec: str
     is_default: bool
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)  # `train.chat_template_kwargs`
+    added_token_ids: list[int] = field(default_factory=list)  # tokens added to the vocabulary (declared end-of-turn)
 
 
 def default_tokenizer() -> Any:
@@ -178,7 +179,9 @@ def apply_chat_template_choice(
     if add_special_tokens:
         from tokenizers import AddedToken
 
+        before = len(tokenizer)
         tokenizer.add_tokens([AddedToken(m, special=True, normalized=False) for m in end_of_turn], special_tokens=True)
+        loaded.added_token_ids = list(range(before, len(tokenizer)))  # LoRA trains their rows (config.py)
         fit_embeddings(model, len(tokenizer))
     ids: list[int] = []
     if builtin_eot is not None:

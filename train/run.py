@@ -33,7 +33,7 @@ from cardtune.curate.card.load import load_card
 from cardtune.curate.card.schema import Card
 from cardtune.curate.errors import UserInputError
 from cardtune.curate.inputs import resolve_train_inputs
-from cardtune.train import chat, data, lengths, models, parity, pertask
+from cardtune.train import adapters, chat, data, lengths, models, parity, pertask
 from cardtune.train import config as cfg
 from cardtune.train.adapters import RUN_JSON
 from cardtune.train.progress import quiet_libraries
@@ -219,8 +219,6 @@ def _build(card: Card) -> Path:
 
 def _load_model(card: Card, on_gpu: bool, trust_remote_code: bool) -> models.Loaded:
     if card.train.base is not None:
-        from cardtune.train import adapters
-
         return adapters.load_base(card)
     return models.load(
         resolve_train_inputs(card).model_source,
@@ -262,7 +260,7 @@ def _make_trainer(card: Card, loaded: models.Loaded, args: Any, rows: Any, versi
     tok_dir = (
         _tokenizer_dir(loaded) if card.train.method == "prompt_tuning" and card.train.prompt_tuning.init_text else None
     )
-    peft_config = cfg.make_peft_config(card.train, tok_dir or loaded.spec)
+    peft_config = cfg.make_peft_config(card.train, tok_dir or loaded.spec, loaded)
     eval_rows = None
     if args.eval_strategy != "no" and len(version.splits["eval"]):
         eval_rows = data.training_rows(version.splits["eval"], card.mode)
@@ -279,6 +277,7 @@ def _make_trainer(card: Card, loaded: models.Loaded, args: Any, rows: Any, versi
         raise UserInputError(
             f"cannot set up {card.train.method} training of {loaded.spec!r} (TRL/PEFT said: {exc})"
         ) from None
+    adapters.expose_head_bias(trainer.model)
     trainer.remove_callback(PrinterCallback)
     if bar:
         from cardtune.train.progress import RichProgress

@@ -170,6 +170,16 @@ class Train(Section):
             raise ValueError("a role is listed twice")
         return value
 
+    @model_validator(mode="after")
+    def _added_tokens_train(self) -> Train:
+        if self.method == "prompt_tuning" and self.chat_template is not None and self.chat_template.add_special_tokens:
+            raise ValueError(
+                "chat_template.add_special_tokens with method: prompt_tuning: prompt tuning trains only its virtual "
+                "tokens, so the added end-of-turn token could never be learned; use method: lora (which trains the "
+                "new token's embedding) or full, or an end-of-turn the tokenizer already has"
+            )
+        return self
+
     @field_validator("chat_template_kwargs")
     @classmethod
     def _template_kwargs(cls, value: dict[str, Any]) -> dict[str, Any]:

@@ -34,11 +34,21 @@ from cardtune.curate.templating.plan import PlanSlice
 
 ROLES = ("system", "user", "assistant")
 SHAREGPT_ROLES = {k: v for k, v in conversation.SHAREGPT_ROLES.items() if v in ROLES}  # plain rows: no tool turns
+PLAIN_ALIASES = {k: v for k, v in conversation.OPENAI_ROLES.items() if k != v and v in ROLES}  # developer -> system
 
 
 def _first_bad(rows: pl.DataFrame, bad: pl.Expr) -> str | None:
     hit = rows.select(pl.col(SOURCE_REF).cast(pl.String).filter(bad.fill_null(True)).first()).item()
     return None if hit is None else str(hit)
+
+
+def _which_turn(frame: pl.DataFrame, ref: str, message: str) -> str:
+    """``message`` with the turn named, for a role the plain form does not take."""
+    if not message.startswith("a role is not"):
+        return message
+    turns = frame.filter(pl.col(SOURCE_REF) == ref).get_column(CONVERSATION)[0]
+    bad = next((i, t["role"]) for i, t in enumerate(turns) if t["role"] not in ROLES)
+    return f"turn {bad[0] + 1}: role {bad[1]!r} is not system, user or assistant"
 
 
 def _fail(task: str, ref: str, message: str) -> UserInputError:
@@ -82,9 +92,10 @@ def _messages_expr(rows: pl.DataFrame, task: str, column: str) -> pl.Expr:
     role_type = next(f.dtype for f in inner.fields if f.name == "role")
     if role_type != pl.String:
         raise UserInputError(f"task {task!r}: `{column}` message role must be text, got {role_type}")
+    role = pl.element().struct.field("role").cast(pl.String)
     return pl.col(column).list.eval(
         pl.struct(
-            pl.element().struct.field("role").cast(pl.String).alias("role"),
+            role.replace(PLAIN_ALIASES).alias("role"),  # OpenAI's `developer` is the system turn
             pl.element().struct.field("content").cast(pl.String).alias("content"),
         )
     )
@@ -109,7 +120,7 @@ def _split_conversation(rows: pl.DataFrame, task: str, conv: pl.Expr) -> pl.Data
     for bad, message in checks:
         ref = _first_bad(frame, bad)
         if ref is not None:
-            raise _fail(task, ref, message)
+            raise _fail(task, ref, _which_turn(frame, ref, message))
     n = pl.col(CONVERSATION).list.len()
     return frame.select(
         pl.col(SOURCE_REF),
