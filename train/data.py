@@ -51,7 +51,3 @@ def normalized(dataset: Any, mode: str) -> Any:
         raise UserInputError(f"dataset rows lack column(s) {missing}; rebuild the version with this cardtune")
     return dataset
 
-
-def training_rows(dataset: Any, mode: str) -> Any:
-    """Only ``prompt``/``completion`` (what SFTTrainer needs)."""
-    return normalized(dataset, mode).select_columns(["prompt", "completion"])

@@ -100,9 +100,15 @@ class PerTaskLoss(TrainerCallback):
 
 
 def final_signal(
-    trainer: Any, callback: PerTaskLoss | None, version_splits: Any, tokens_trained: int | None, sample: int = 32
+    trainer: Any,
+    callback: PerTaskLoss | None,
+    version_splits: Any,
+    tokens_trained: int | None,
+    prepare: Any = None,
+    sample: int = 32,
 ) -> dict[str, TaskSignal]:
-    """Per task: rows, tokens, final probe loss, the loss curve, and eval loss on each eval-side split."""
+    """Per task: rows, tokens, final probe loss, the loss curve, and eval loss on each eval-side split
+    (its rows through ``prepare``, the run's own row preparation, so the loss is on the trained spans)."""
     ds = trainer.train_dataset
     out: dict[str, dict[str, Any]] = defaultdict(dict)
     if ds is not None and TASK in ds.column_names:
@@ -124,7 +130,9 @@ def final_signal(
             continue
         rows = version_splits[split]
         for task, idx in _by_task(rows[TASK]).items():
-            subsets[f"{key}/{task}"] = rows.select(idx[:sample]).select_columns(["prompt", "completion"])
+            subset = rows.select(idx[:sample])
+            subset = prepare(subset) if prepare is not None else subset.select_columns(["prompt", "completion"])
+            subsets[f"{key}/{task}"] = subset.remove_columns([c for c in (TASK,) if c in subset.column_names])
     if subsets:
         metrics = trainer.evaluate(eval_dataset=subsets)
         for name in subsets:

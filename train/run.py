@@ -134,10 +134,19 @@ def _tune(
     )
     # `task` travels with the rows (per-task signal, train/pertask.py); TRL's remove_unused_columns drops it
     # before the collator, so only token ids reach the model
-    extra = [c for c in ("tools", "source_ref") if conversational and c in columns]  # read, then dropped
-    train_rows = train_rows.select_columns(["prompt", "completion", *extra, *(["task"] if "task" in columns else [])])
-    if conversational:  # tokenized as the parity check did: every assistant turn `train.turns` and `roles` train
-        train_rows = chat.training_features(loaded.tokenizer, train_rows, loaded.chat_template_kwargs, stops, policy)
+
+    def prepare(rows: Any) -> Any:
+        """Rows as the trainer takes them — train, eval and the per-task eval subsets alike: conversational rows
+        tokenized as the parity check did (every assistant turn `train.turns` and `roles` train), so eval losses
+        measure what training optimizes; `task` kept (a label), `tools`/`source_ref` read, then dropped."""
+        have = set(rows.column_names)
+        extra = [c for c in ("tools", "source_ref") if conversational and c in have]
+        rows = rows.select_columns(["prompt", "completion", *extra, *(["task"] if "task" in have else [])])
+        if conversational:
+            rows = chat.training_features(loaded.tokenizer, rows, loaded.chat_template_kwargs, stops, policy)
+        return rows
+
+    train_rows = prepare(train_rows)
     _check_prompt_tuning(card, loaded, kwargs.get("max_length"))
     say = _printer(progress and _launch_env(RANK_VARS, 0) == 0)
     say(f"parity: ok on {checked.rows_checked} rows (stop tokens {', '.join(checked.stop_tokens)})")
@@ -161,7 +170,7 @@ def _tune(
     stash = main and loaded.is_default and card.train.method != "full"
     base_tmp = _stash_default_base(loaded) if stash else None
     try:
-        trainer = _make_trainer(card, loaded, sft_config, train_rows, version, progress and main)
+        trainer = _make_trainer(card, loaded, sft_config, train_rows, version, prepare, progress and main)
         per_task_loss: pertask.PerTaskLoss | None = pertask.PerTaskLoss(seed=card.train.seed)
         if per_task_loss is not None and per_task_loss.attach(trainer):
             trainer.add_callback(per_task_loss)
@@ -185,7 +194,7 @@ def _tune(
         raise KeyboardInterrupt(_interrupted_message(partial, card)) from None
     t_done = time.perf_counter()
     trainer.accelerator.wait_for_everyone()  # every rank's last checkpoint write ends before rank 0 renames the run
-    signal = pertask.final_signal(trainer, per_task_loss, version.splits, _tokens_trained(trainer))  # all processes
+    signal = pertask.final_signal(trainer, per_task_loss, version.splits, _tokens_trained(trainer), prepare)
     t_signal = time.perf_counter()
     trainer.save_model(str(partial / "model"))
     if not main:
@@ -253,7 +262,9 @@ def _check_prompt_tuning(card: Card, loaded: models.Loaded, max_length: int | No
         )
 
 
-def _make_trainer(card: Card, loaded: models.Loaded, args: Any, rows: Any, version: data.Version, bar: bool) -> Any:
+def _make_trainer(
+    card: Card, loaded: models.Loaded, args: Any, rows: Any, version: data.Version, prepare: Any, bar: bool
+) -> Any:
     from transformers import PrinterCallback
     from trl import SFTTrainer
 
@@ -263,7 +274,9 @@ def _make_trainer(card: Card, loaded: models.Loaded, args: Any, rows: Any, versi
     peft_config = cfg.make_peft_config(card.train, tok_dir or loaded.spec, loaded)
     eval_rows = None
     if args.eval_strategy != "no" and len(version.splits["eval"]):
-        eval_rows = data.training_rows(version.splits["eval"], card.mode)
+        eval_rows = prepare(data.normalized(version.splits["eval"], card.mode)).remove_columns(
+            [c for c in ("task",) if c in version.splits["eval"].column_names]
+        )
     try:
         trainer = SFTTrainer(
             model=loaded.model,
