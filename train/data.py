@@ -50,4 +50,3 @@ def normalized(dataset: Any, mode: str) -> Any:
     if missing:
         raise UserInputError(f"dataset rows lack column(s) {missing}; rebuild the version with this cardtune")
     return dataset
-
