@@ -9,9 +9,11 @@ machine); the per-step losses must be identical.
 
     .venv/bin/python benchmarks/bench_tune_overhead.py [--steps 60] [--rounds 3] [--method lora] [--data chat]
 
-``--data chat``: 3-turn conversations, every assistant turn trained — cardtune's default (``train.turns: all``)
-against plain TRL on the same rows as a ``messages`` dataset with ``assistant_only_loss=True`` (the built-in
-ChatML template's ``{% generation %}`` blocks); the per-step losses must be identical here too.
+Plain TRL gets the rows as a ``messages`` dataset with ``assistant_only_loss=True`` (the built-in ChatML
+template's ``{% generation %}`` blocks): exactly the tokens cardtune trains — each assistant span through its
+end-of-turn token, not the newline ChatML renders after it (TRL's prompt/completion form would train that too,
+and the losses would differ by it). ``--data chat``: 3-turn conversations, every assistant turn trained —
+cardtune's default (``train.turns: all``). The per-step losses must be identical in both.
 
 Target (DESIGN.md §11): ratio <= 1.05.
 """
@@ -103,9 +105,7 @@ def _manifest(version_id: str, rows: int) -> Any:
     )
 
 
-def plain_trl(
-    model_dir: Path, version: Path, out: Path, sft: dict[str, Any], method: str, chat: bool = False
-) -> list[float]:
+def plain_trl(model_dir: Path, version: Path, out: Path, sft: dict[str, Any], method: str) -> list[float]:
     """What a user would write by hand with TRL."""
     import pyarrow.parquet as pq
     from datasets import Dataset
@@ -118,11 +118,11 @@ def plain_trl(
     # In memory, as cardtune reads versions: `Dataset.from_parquet` would let later rounds reuse datasets'
     # on-disk map cache and skip tokenization, which measures the cache, not the trainer.
     train = Dataset(pq.read_table(version / "train.parquet")).select_columns(["prompt", "completion"])
-    if chat:  # TRL's conversational language-modeling form: every assistant turn, by its generation blocks
-        train = train.map(
-            lambda r: {"messages": r["prompt"] + r["completion"]}, remove_columns=["prompt", "completion"]
-        )
-        sft = {**sft, "assistant_only_loss": True}
+    # TRL's conversational language-modeling form, every assistant turn by the template's generation blocks: the
+    # tokens cardtune trains (each assistant span up to its end-of-turn; not the newline the template renders
+    # after it, which TRL's prompt/completion form would train too), for single-turn and chat rows alike
+    train = train.map(lambda r: {"messages": r["prompt"] + r["completion"]}, remove_columns=["prompt", "completion"])
+    sft = {**sft, "assistant_only_loss": True}
     peft = {
         "full": None,
         "lora": LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear"),
@@ -189,7 +189,7 @@ def main() -> int:
                 out = root / f"{name}-{i}"
                 start = time.perf_counter()
                 if name == "trl":
-                    got = plain_trl(model_dir, version, out, sft, ns.method, chat)
+                    got = plain_trl(model_dir, version, out, sft, ns.method)
                 else:
                     got = with_cardtune(card, version, out)
                 elapsed = time.perf_counter() - start
