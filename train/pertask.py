@@ -5,7 +5,7 @@ column when they go into ``SFTTrainer``: TRL's preparation maps over the rows an
 prepared ``trainer.train_dataset`` holds ``input_ids``/``labels`` *and* ``task`` in the same order, and the
 Trainer's ``remove_unused_columns`` drops ``task`` (like ``prompt``/``completion``) before the collator.
 
-* :class:`PerTaskLoss` (a ``TrainerCallback``): at logging steps (spaced so the probe costs at most 5% of the
+* :class:`PerTaskLoss` (a ``TrainerCallback``): at logging steps (spaced so the probe costs at most 2% of the
   training compute), the completion loss of the current model
   on a fixed, seeded probe of up to ``probe`` prepared training rows per task — a per-task loss curve. The
   Trainer's own loss is a mean over mixed batches and cannot be split by task without per-example losses,
@@ -69,7 +69,7 @@ def mean_loss(model: Any, collator: Any, rows: list[dict[str, Any]], batch_size:
     return round(total / count, 5) if count else None
 
 
-BUDGET = 0.05  # the probe may cost at most this share of the training compute
+BUDGET = 0.02  # the probe may cost at most this share of the training compute
 
 
 def probe_interval(probe_rows: int, rows_per_step: int, logging_steps: int, budget: float = BUDGET) -> int:
