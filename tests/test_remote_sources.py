@@ -218,6 +218,12 @@ def test_an_output_url_gets_the_version_manifest_last_and_a_new_machine_fetches_
     assert splits["train"].num_rows == sum(fetched.manifest.counts.splits.train.values())
 
     shutil.rmtree(tmp_path / "cache" / "out")
+    bucket.pipe_file(f"{remote_dir}/manifest.json", b'{"format": 999}')  # another cardtune's: rebuilt, replaced
+    rebuilt = build(card)
+    assert not rebuilt.cached and rebuilt.transfer == "uploaded"
+    assert bucket.cat_file(f"{remote_dir}/manifest.json") == (rebuilt.version_dir / "manifest.json").read_bytes()
+
+    shutil.rmtree(tmp_path / "cache" / "out")
     bucket.pipe_file(f"{remote_dir}/eval.parquet", b"not the eval split")  # damaged in the store
     with pytest.raises(UserInputError, match=r"eval\.parquet: does not match the sha256 its manifest records"):
         build(card)

@@ -13,6 +13,7 @@ rebuilt, and ``cardtune.load("s3://…/<name>/<id>")`` reads a version straight 
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 from cardtune.curate.errors import UserInputError
@@ -55,7 +56,7 @@ def upload(local: Path, url: str) -> bool:
 
 def download(url: str, local: Path) -> bool:
     """Fetch the complete version at ``url`` into ``local`` (atomically, files checked against the manifest);
-    ``False`` when the store holds no complete version there."""
+    ``False`` when the store holds no complete version there, or one whose manifest this cardtune cannot read."""
     from fsspec.core import url_to_fs
 
     with remote.errors(url, WHERE):
@@ -65,7 +66,11 @@ def download(url: str, local: Path) -> bool:
             return False
         with staging_dir(local.parent, local.name) as tmp:
             fs.get_file(source, str(tmp / MANIFEST))
-            manifest = parse_manifest(tmp / MANIFEST)
+            try:
+                manifest = parse_manifest(tmp / MANIFEST)
+            except UserInputError:  # written by another cardtune (or corrupt): rebuilt here and uploaded over it
+                shutil.rmtree(tmp, ignore_errors=True)
+                return False
             for name, digest in sorted(manifest.files.items()):
                 fs.get_file(f"{path.rstrip('/')}/{name}", str(tmp / name))
                 if sha256_file(tmp / name) != digest:
