@@ -123,7 +123,7 @@ def _static_prefix(path: str) -> str:
 
 
 def _relative(name: str, base: str) -> str:
-    rel = posixpath.relpath(name, base) if base else name
+    rel = posixpath.relpath(name, base) if base.strip("/") else name.lstrip("/")
     if rel.startswith("..") or posixpath.isabs(rel):
         raise UserInputError(f"{name}: lies outside {base} (a glob or folder listing went outside its root)")
     return rel
