@@ -236,3 +236,10 @@ def test_tune_with_declared_end_of_turn_and_kwargs(tmp_path: Path) -> None:
         with loaded.model.disable_adapter():
             initial = embed(ids)
     assert not torch.allclose(trained, initial)  # LoRA trained the added token's row (else it could never stop)
+    from transformers import AutoModelForCausalLM
+
+    from cardtune.train.adapters import merge
+
+    merged = AutoModelForCausalLM.from_pretrained(merge(run))  # the trained row survives the merge
+    with torch.no_grad():
+        assert torch.allclose(merged.get_input_embeddings()(ids), trained, atol=1e-5)
