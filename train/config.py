@@ -14,12 +14,15 @@ activation checkpointing, as TRL does.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cardtune.curate.card.schema import Card
 from cardtune.curate.errors import UserInputError
 from cardtune.train.schema import Train
 from cardtune.train.sft_fields import sft_key_problem
+
+if TYPE_CHECKING:
+    from cardtune.train.models import Loaded
 
 # The allow-list: what cardtune chooses for you, before `train.sft` overrides.
 COMMON: dict[str, Any] = {
@@ -109,7 +112,7 @@ def make_sft_config(card: Card, output_dir: str, kwargs: dict[str, Any]) -> Any:
         raise UserInputError([card.issue(("train", "sft"), f"invalid SFTConfig: {exc}")]) from None
 
 
-def make_peft_config(train: Train, tokenizer_path: str | None = None, added: Any = None) -> Any:
+def make_peft_config(train: Train, tokenizer_path: str | None = None, added: Loaded | None = None) -> Any:
     """``LoraConfig``, ``PromptTuningConfig`` or ``None`` (full fine-tuning).
 
     ``added`` (a ``models.Loaded`` whose vocabulary grew, e.g. by a declared end-of-turn token): LoRA also trains
@@ -141,14 +144,14 @@ def make_peft_config(train: Train, tokenizer_path: str | None = None, added: Any
     )
 
 
-def _new_token_rows(loaded: Any) -> list[int] | dict[str, list[int]] | None:
+def _new_token_rows(loaded: Loaded | None) -> list[int] | dict[str, list[int]] | None:
     """PEFT's ``trainable_token_indices`` for the tokens added to ``loaded``'s vocabulary (``None``: none added).
 
     Tied input/output embeddings: the ids (PEFT ties the output rows to the trained input rows); untied: the same
     ids for the input and the output embedding modules by name."""
-    ids = list(getattr(loaded, "added_token_ids", None) or [])
-    if not ids:
+    if loaded is None or not loaded.added_token_ids:
         return None
+    ids = list(loaded.added_token_ids)
     model = loaded.model
     inputs, outputs = model.get_input_embeddings(), model.get_output_embeddings()
     if outputs is None or outputs.weight is inputs.weight:

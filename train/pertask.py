@@ -12,8 +12,8 @@ Trainer's ``remove_unused_columns`` drops ``task`` (like ``prompt``/``completion
   which only a Trainer subclass (or a custom collator carrying ids into ``compute_loss``) could see.
 * :func:`final_signal`: after training, per task — rows, tokens (each task's share of the prepared rows' tokens
   times the tokens TRL counted), the final probe loss, and eval loss per task on the version's ``eval``,
-  ``eval_unseen_templates`` and ``heldout`` rows (``trainer.evaluate`` on per-task subsets, TRL's own
-  preprocessing and loss). It goes to ``run.json`` as ``per_task``.
+  ``eval_unseen_templates`` and ``heldout`` rows (``trainer.evaluate`` on per-task subsets prepared like the
+  training rows, TRL's loss). It goes to ``run.json`` as ``per_task``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from transformers import TrainerCallback
@@ -126,11 +127,12 @@ def final_signal(
     callback: PerTaskLoss | None,
     version_splits: Any,
     tokens_trained: int | None,
-    prepare: Any = None,
+    prepare: Callable[[Any], Any],
     sample: int = 32,
 ) -> dict[str, TaskSignal]:
     """Per task: rows, tokens, final probe loss, the loss curve, and eval loss on each eval-side split
-    (its rows through ``prepare``, the run's own row preparation, so the loss is on the trained spans)."""
+    (its rows through ``prepare``, the run's own row preparation without the task label, so the loss is on the
+    trained spans)."""
     ds = trainer.train_dataset
     out: dict[str, dict[str, Any]] = defaultdict(dict)
     if ds is not None and TASK in ds.column_names:
@@ -152,9 +154,7 @@ def final_signal(
             continue
         rows = version_splits[split]
         for task, idx in _by_task(rows[TASK]).items():
-            subset = rows.select(idx[:sample])
-            subset = prepare(subset) if prepare is not None else subset.select_columns(["prompt", "completion"])
-            subsets[f"{key}/{task}"] = subset.remove_columns([c for c in (TASK,) if c in subset.column_names])
+            subsets[f"{key}/{task}"] = prepare(rows.select(idx[:sample]))
     if subsets:
         metrics = trainer.evaluate(eval_dataset=subsets)
         for name in subsets:

@@ -16,6 +16,7 @@ Under ``accelerate launch`` every process trains; only the main process writes.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -23,7 +24,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -135,13 +136,14 @@ def _tune(
     # `task` travels with the rows (per-task signal, train/pertask.py); TRL's remove_unused_columns drops it
     # before the collator, so only token ids reach the model
 
-    def prepare(rows: Any) -> Any:
+    def prepare(rows: Any, task: bool = True) -> Any:
         """Rows as the trainer takes them — train, eval and the per-task eval subsets alike: conversational rows
         tokenized as the parity check did (every assistant turn `train.turns` and `roles` train), so eval losses
-        measure what training optimizes; `task` kept (a label), `tools`/`source_ref` read, then dropped."""
+        measure what training optimizes; `task` kept as a label when ``task`` (the training rows: per-task signal),
+        `tools`/`source_ref` read, then dropped."""
         have = set(rows.column_names)
         extra = [c for c in ("tools", "source_ref") if conversational and c in have]
-        rows = rows.select_columns(["prompt", "completion", *extra, *(["task"] if "task" in have else [])])
+        rows = rows.select_columns(["prompt", "completion", *extra, *(["task"] if task and "task" in have else [])])
         if conversational:
             rows = chat.training_features(loaded.tokenizer, rows, loaded.chat_template_kwargs, stops, policy)
         return rows
@@ -194,7 +196,9 @@ def _tune(
         raise KeyboardInterrupt(_interrupted_message(partial, card)) from None
     t_done = time.perf_counter()
     trainer.accelerator.wait_for_everyone()  # every rank's last checkpoint write ends before rank 0 renames the run
-    signal = pertask.final_signal(trainer, per_task_loss, version.splits, _tokens_trained(trainer), prepare)
+    signal = pertask.final_signal(
+        trainer, per_task_loss, version.splits, _tokens_trained(trainer), functools.partial(prepare, task=False)
+    )
     t_signal = time.perf_counter()
     trainer.save_model(str(partial / "model"))
     if not main:
@@ -263,7 +267,13 @@ def _check_prompt_tuning(card: Card, loaded: models.Loaded, max_length: int | No
 
 
 def _make_trainer(
-    card: Card, loaded: models.Loaded, args: Any, rows: Any, version: data.Version, prepare: Any, bar: bool
+    card: Card,
+    loaded: models.Loaded,
+    args: Any,
+    rows: Any,
+    version: data.Version,
+    prepare: Callable[..., Any],
+    bar: bool,
 ) -> Any:
     from transformers import PrinterCallback
     from trl import SFTTrainer
@@ -274,9 +284,7 @@ def _make_trainer(
     peft_config = cfg.make_peft_config(card.train, tok_dir or loaded.spec, loaded)
     eval_rows = None
     if args.eval_strategy != "no" and len(version.splits["eval"]):
-        eval_rows = prepare(data.normalized(version.splits["eval"], card.mode)).remove_columns(
-            [c for c in ("task",) if c in version.splits["eval"].column_names]
-        )
+        eval_rows = prepare(data.normalized(version.splits["eval"], card.mode), task=False)
     try:
         trainer = SFTTrainer(
             model=loaded.model,

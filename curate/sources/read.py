@@ -16,7 +16,7 @@ import polars as pl
 
 from cardtune.curate.errors import UserInputError, did_you_mean
 from cardtune.curate.rows import SOURCE_REF
-from cardtune.curate.sources import registry
+from cardtune.curate.sources import registry, remote
 from cardtune.curate.sources.base import ResolvedSource
 from cardtune.curate.sources.hub import resolve_hub_revision
 from cardtune.curate.sources.spec import Source
@@ -43,7 +43,7 @@ def locate(src: Source, path: Path | None, where: str) -> ResolvedSource:
         return ResolvedSource(registry.hub_reader().name, (), label, resolve_hub_revision(src.hf, src.revision))
     assert src.path is not None and path is not None
     raw = src.path
-    if any(ch in raw for ch in "*?["):
+    if any(ch in raw for ch in remote.GLOB_CHARS):
         files = tuple(sorted(Path(p) for p in globlib.glob(str(path), recursive=True) if Path(p).is_file()))
         if not files:
             raise UserInputError(f"{where}: the glob matched no files (looked in {path.parent})")

@@ -42,14 +42,15 @@ def upload(local: Path, url: str) -> bool:
     manifest = (local / MANIFEST).read_bytes()
     with remote.errors(url, WHERE):
         fs, path = url_to_fs(url)
-        target = f"{path.rstrip('/')}/{MANIFEST}"
+        root = path.rstrip("/")
+        target = f"{root}/{MANIFEST}"
         if fs.exists(target):
             if fs.cat_file(target) == manifest:
                 return False
             fs.rm_file(target)  # a replaced version (--force): unfinished until its new manifest is in
         for file in sorted(local.iterdir()):
             if file.is_file() and file.name != MANIFEST:
-                fs.put_file(str(file), f"{path.rstrip('/')}/{file.name}")
+                fs.put_file(str(file), f"{root}/{file.name}")
         fs.pipe_file(target, manifest)
     return True
 
@@ -61,7 +62,8 @@ def download(url: str, local: Path) -> bool:
 
     with remote.errors(url, WHERE):
         fs, path = url_to_fs(url)
-        source = f"{path.rstrip('/')}/{MANIFEST}"
+        root = path.rstrip("/")
+        source = f"{root}/{MANIFEST}"
         if not fs.exists(source):
             return False
         with staging_dir(local.parent, local.name) as tmp:
@@ -72,7 +74,7 @@ def download(url: str, local: Path) -> bool:
                 shutil.rmtree(tmp, ignore_errors=True)
                 return False
             for name, digest in sorted(manifest.files.items()):
-                fs.get_file(f"{path.rstrip('/')}/{name}", str(tmp / name))
+                fs.get_file(f"{root}/{name}", str(tmp / name))
                 if sha256_file(tmp / name) != digest:
                     raise UserInputError(
                         f"{join(url, name)}: does not match the sha256 its manifest records (a damaged or partial "
@@ -84,7 +86,7 @@ def download(url: str, local: Path) -> bool:
 
 def load_url(url: str) -> Path:
     """A local copy of the version at ``url`` (fetched once into the cache); an error when there is none."""
-    local = local_root(url) / "versions" / hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
+    local = local_root(url)  # one folder per URL, beside the local copies of output roots
     if not (local / MANIFEST).is_file() and not download(url, local):
         raise UserInputError(f"{url}: no dataset version there (no {MANIFEST})")
     return local

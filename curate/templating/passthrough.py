@@ -42,9 +42,12 @@ def _first_bad(rows: pl.DataFrame, bad: pl.Expr) -> str | None:
     return None if hit is None else str(hit)
 
 
+ROLE_CHECK = "a role is not system, user or assistant"
+
+
 def _which_turn(frame: pl.DataFrame, ref: str, message: str) -> str:
     """``message`` with the turn named, for a role the plain form does not take."""
-    if not message.startswith("a role is not"):
+    if message != ROLE_CHECK:
         return message
     turns = frame.filter(pl.col(SOURCE_REF) == ref).get_column(CONVERSATION)[0]
     bad = next((i, t["role"]) for i, t in enumerate(turns) if t["role"] not in ROLES)
@@ -108,7 +111,7 @@ def _split_conversation(rows: pl.DataFrame, task: str, conv: pl.Expr) -> pl.Data
         (pl.col(CONVERSATION).is_null(), "it has no conversation (the column is null)"),
         (roles.list.eval(pl.element().is_null()).list.any(), "a message has no `role`"),
         (pl.col(CONVERSATION).list.len() < 2, "a conversation needs at least a user turn and an assistant turn"),
-        (roles.list.eval(~pl.element().is_in(ROLES)).list.any(), "a role is not system, user or assistant"),
+        (roles.list.eval(~pl.element().is_in(ROLES)).list.any(), ROLE_CHECK),
         (roles.list.last() != "assistant", "the conversation does not end with an assistant turn"),
         (
             pl.col(CONVERSATION)
