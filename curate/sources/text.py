@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     import polars as pl
 
 
+CSV_INFER_ROWS = 10_000  # rows a CSV's column types are inferred from
+
+
 class JsonlReader(FileReader):
     """One JSON object per line; blank lines are skipped."""
 
@@ -130,10 +133,10 @@ def _read_csv_frame(path: Path, sep: str, n_rows: int | None = None) -> pl.DataF
     try:
         if n_rows is not None and compression_of(path) is not None:
             head, complete = _csv_head(path, sep, n_rows)
-            frame = pl.read_csv(head, separator=sep, n_rows=n_rows, infer_schema_length=10000)
+            frame = pl.read_csv(head, separator=sep, n_rows=n_rows, infer_schema_length=CSV_INFER_ROWS)
             if frame.height >= n_rows or complete:
                 return frame
-        return pl.read_csv(polars_input(path), separator=sep, n_rows=n_rows, infer_schema_length=10000)
+        return pl.read_csv(polars_input(path), separator=sep, n_rows=n_rows, infer_schema_length=CSV_INFER_ROWS)
     except pl.exceptions.NoDataError:
         raise UserInputError(f"{path}: the source is empty") from None
     except (pl.exceptions.PolarsError, OSError) as exc:
