@@ -1,5 +1,5 @@
 """The cores a build may use: how many (``usable_cores``), and how many threads the steps that run in the driver
-process itself (near-dedup verification, the external shuffle of the write) may use (``driver_threads``).
+process itself (near-dedup banding and verification, the external shuffle of the write) may use (``driver_threads``).
 
 Those steps are numpy, polars and pyarrow work that releases the GIL, so threads use the machine's cores there
 without a second copy of the data; results are always assembled in item order, so bytes never depend on them.
@@ -8,7 +8,9 @@ A build sets the bound from its executor (``using``): ``--workers 1`` keeps the 
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -54,7 +56,14 @@ def thread_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     if threads <= 1:
         return [fn(item) for item in work]
     with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(fn, work))
+        return list(pool.map(functools.partial(_alone, fn), work))
+
+
+def _alone(fn: Callable[[T], R], item: T) -> R:
+    """``fn(item)`` on a driver thread: what it calls runs on that thread alone (one level of threads, not
+    threads of threads)."""
+    with using(1):
+        return fn(item)
 
 
 def one_ahead(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
@@ -65,9 +74,27 @@ def one_ahead(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         yield from (fn(item) for item in work)
         return
     with ThreadPoolExecutor(1) as pool:
-        ahead = pool.submit(fn, work[0]) if work else None
+        ahead = pool.submit(_alone, fn, work[0]) if work else None
         for k in range(len(work)):
             assert ahead is not None
             result = ahead.result()
-            ahead = pool.submit(fn, work[k + 1]) if k + 1 < len(work) else None
+            ahead = pool.submit(_alone, fn, work[k + 1]) if k + 1 < len(work) else None
             yield result
+
+
+def window_map(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    """``fn(item)`` for each item, in order, on the driver's threads with at most one item per thread in flight
+    (memory holds a few results, not all; with one driver thread: each computed when it is needed)."""
+    work = list(items)
+    threads = min(driver_threads(), len(work))
+    if threads <= 1:
+        yield from (fn(item) for item in work)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        pending = collections.deque(pool.submit(_alone, fn, item) for item in work[:threads])
+        for item in work[threads:]:
+            result = pending.popleft().result()
+            pending.append(pool.submit(_alone, fn, item))
+            yield result
+        while pending:
+            yield pending.popleft().result()

@@ -16,6 +16,7 @@ non-system messages: conversations are compared whole; :mod:`cardtune.curate.fil
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import polars as pl
 from pydantic import Field, model_validator
 
 from cardtune.curate.card.section import Section
+from cardtune.curate.cores import driver_threads, thread_map, window_map
 from cardtune.curate.filters import minhash, turns
 from cardtune.curate.filters.base import (
     BuildContext,
@@ -155,13 +157,18 @@ class _Rows:
         """Exact Jaccard of pairs of global rows; the texts of the rows in pairs are fetched a chunk at a time."""
         out = np.ones(len(a), dtype=np.float64)
         differ = np.flatnonzero(digest[a] != digest[b])  # equal digests: the same shingles (Jaccard 1), no fetch
-        for lo in range(0, len(differ), PAIRS_PER_CHUNK):
+
+        def verify(lo: int) -> npt.NDArray[np.float64]:
             chunk = differ[lo : lo + PAIRS_PER_CHUNK]
             x, y = a[chunk], b[chunk]
             held = np.unique(np.concatenate([x, y]))
-            out[chunk] = minhash.exact_jaccard(
+            return minhash.exact_jaccard(
                 self.texts(held), np.searchsorted(held, x), np.searchsorted(held, y), digest[held], ngram
             )
+
+        starts = range(0, len(differ), PAIRS_PER_CHUNK)
+        for lo, jaccard in zip(starts, window_map(verify, starts), strict=True):  # a few chunks at once
+            out[differ[lo : lo + PAIRS_PER_CHUNK]] = jaccard
         return out
 
     def estimated_jaccard(self, a: minhash.I64, b: minhash.I64, hasher: minhash.MinHasher) -> npt.NDArray[np.float64]:
@@ -173,6 +180,28 @@ class _Rows:
             sig = hasher.signatures(self.texts(held))
             out[lo : lo + len(x)] = minhash.estimated_jaccard(sig, np.searchsorted(held, x), np.searchsorted(held, y))
         return out
+
+
+def _candidate_codes(rows_of: _Rows, idx: minhash.I64, bands: int, total: int) -> minhash.I64:
+    """The distinct LSH candidate pairs of rows ``idx`` as ``a * total + b`` (a < b), ascending.
+
+    Bands are merged one at a time, so memory holds the distinct pairs, not every band's links; with more than
+    one driver thread, each thread merges its own share of the bands and the shares are merged at the end (the
+    union does not depend on the order).
+    """
+
+    def merge(share: range) -> minhash.I64:
+        codes = np.zeros(0, dtype=np.int64)
+        for band in share:
+            la, lb = minhash.band_links(rows_of.array(band_column(band))[idx], idx)
+            if len(la):
+                ua, ub = minhash.unique_pairs([la], [lb], total)
+                codes = np.union1d(codes, ua * np.int64(total) + ub)
+        return codes
+
+    shares = min(driver_threads(), bands)
+    merged = thread_map(merge, [range(k, bands, shares) for k in range(shares)])
+    return functools.reduce(np.union1d, merged) if len(merged) > 1 else merged[0]
 
 
 PAIRS_PER_CHUNK = 32_768  # candidate pairs verified at once: bounds the texts and shingle sets held (~70 MB)
@@ -193,13 +222,7 @@ def near_decide(
     valid = rows_of.array(VALID).astype(np.bool_)
     digest = rows_of.array(DIGEST).astype(np.uint64)
     idx = np.flatnonzero(valid).astype(np.int64)
-    codes = np.zeros(0, dtype=np.int64)  # distinct candidate pairs so far, as a * total + b: merged band by band,
-    if len(idx) >= 2:  # so memory holds the distinct pairs, not every band's links
-        for band in range(bands):
-            la, lb = minhash.band_links(rows_of.array(band_column(band))[idx], idx)
-            if len(la):
-                ua, ub = minhash.unique_pairs([la], [lb], total)
-                codes = np.union1d(codes, ua * np.int64(total) + ub)
+    codes = _candidate_codes(rows_of, idx, bands, total) if len(idx) >= 2 else np.zeros(0, dtype=np.int64)
     a, b = codes // np.int64(max(total, 1)), codes % np.int64(max(total, 1))
     pair_jaccard = np.zeros(0)
     if spec.verify == "exact":
