@@ -98,3 +98,24 @@ def window_map(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
             yield result
         while pending:
             yield pending.popleft().result()
+
+
+def side_by_side(main: Callable[[], object], side: Callable[[], object]) -> None:
+    """``main()`` here and ``side()`` on a thread of its own (which runs its calls alone), both to the end; with
+    one driver thread, one after the other. The first error is raised again once both have ended."""
+    if driver_threads() <= 1:
+        main()
+        side()
+        return
+    with ThreadPoolExecutor(1) as pool:
+        other = pool.submit(_alone, _call, side)
+        try:
+            main()
+        finally:
+            error = other.exception()
+    if error is not None:
+        raise error
+
+
+def _call(fn: Callable[[], R]) -> R:
+    return fn()

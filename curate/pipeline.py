@@ -221,21 +221,32 @@ def build(
         with steps.step("write", total=len(orders) + 2) as advance:
             write_start = time.perf_counter()
             load = out.load(spill_dir)
-            for name, order in orders.items():
+            largest = max(orders, key=lambda name: len(orders[name]), default=None)
+
+            def write(name: str) -> None:
+                order = orders[name]
                 write_split(
                     tmp / f"{name}.parquet", order, out.offsets, load, out.schema, spill_dir / f"shuffle-{name}"
                 )
-                advance(1)
-            if unseen is not None:
-                store.write_parquet(store.public_frame(unseen), tmp / f"{UNSEEN_SPLIT}.parquet")
-            rejects = RowGroupWriter(tmp / "rejects.parquet", dict(REJECT_SCHEMA))
-            for file in out.rejects:
-                rejects.add(spill.read(file))
-            rejects.close()
-            advance(1)
+
+            def write_others() -> None:  # the smaller splits, unseen templates' rows and the rejects
+                for name in orders:
+                    if name != largest:
+                        write(name)
+                if unseen is not None:
+                    store.write_parquet(store.public_frame(unseen), tmp / f"{UNSEEN_SPLIT}.parquet")
+                rejects = RowGroupWriter(tmp / "rejects.parquet", dict(REJECT_SCHEMA))
+                for file in out.rejects:
+                    rejects.add(spill.read(file))
+                rejects.close()
+
+            # the largest split (with the driver's threads) beside the other files: separate files, same bytes
+            cores.side_by_side(lambda: write(largest) if largest is not None else None, write_others)
+            advance(len(orders) + 1)
             shutil.rmtree(spill_dir)
             (tmp / "README.md").write_text(render_readme(card, resolved.version_id, manifest), encoding="utf-8")
-            files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+            names = sorted(p.name for p in tmp.iterdir())
+            files = dict(zip(names, cores.thread_map(lambda name: sha256_file(tmp / name), names), strict=True))
             # the write step is still open: record its time so far (everything but the manifest itself)
             written_in = {**steps.timings, "write": round(time.perf_counter() - write_start, 4)}
             manifest = Manifest.model_validate(
