@@ -102,7 +102,8 @@ def window_map(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
 
 def side_by_side(main: Callable[[], object], side: Callable[[], object]) -> None:
     """``main()`` here and ``side()`` on a thread of its own (which runs its calls alone), both to the end; with
-    one driver thread, one after the other. The first error is raised again once both have ended."""
+    one driver thread, one after the other. Once both have ended, ``main``'s error is raised again, else
+    ``side``'s."""
     if driver_threads() <= 1:
         main()
         side()

@@ -3,10 +3,11 @@
 A partition is a slice of one task's source that a worker reads on its own: a Parquet file's row range (cut at
 about ``partition_rows``), a row range of a hub dataset or ``save_to_disk`` folder (memory-mapped Arrow, so a
 worker reads just its rows), a byte range of a plain JSON Lines file (cut at line ends) or of a plain CSV/TSV file
-(cut at record ends: a line end outside quotes; read with the header and the column types a whole-file read infers
-from the file's first rows), or one file of another format. A task whose rows depend on each other (few-shot exemplars come from the whole task; ``limit`` stops
-early) is one partition holding the whole source. Row numbers (and so ``source_ref`` ids) are counted across partitions by the driver after the
-read pass, so they never depend on how the source was cut.
+(cut at record ends: a line end outside quotes; read with the header and the column types a whole-file read
+infers from the file's first rows), or one file of another format. A task whose rows depend on each other
+(few-shot exemplars come from the whole task; ``limit`` stops early) is one partition holding the whole source.
+Row numbers (and so ``source_ref`` ids) are counted across partitions by the driver after the read pass, so they
+never depend on how the source was cut.
 """
 
 from __future__ import annotations
