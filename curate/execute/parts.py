@@ -12,7 +12,6 @@ never depend on how the source was cut.
 
 from __future__ import annotations
 
-import csv
 import io
 import mmap
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from cardtune.curate.sources import registry
 from cardtune.curate.sources.base import FileReader
-from cardtune.curate.sources.text import CSV_INFER_ROWS, CsvReader
+from cardtune.curate.sources.text import CSV_INFER_ROWS, CsvReader, ragged_record
 from cardtune.curate.sources.textio import compression_of
 
 if TYPE_CHECKING:
@@ -158,10 +157,9 @@ def _csv_records(path: Path, sep: str, header: bytes, chunk: bytes) -> pl.DataFr
 
     schema = pl.read_csv(path, separator=sep, n_rows=CSV_INFER_ROWS, infer_schema_length=CSV_INFER_ROWS).schema
     frame = pl.read_csv(io.BytesIO(header + chunk), separator=sep, schema=schema)
-    if frame.height and frame.null_count().sum_horizontal().item():  # polars pads short rows with nulls
-        fields = len(schema)
-        if any(row and len(row) != fields for row in csv.reader(io.StringIO(chunk.decode("utf-8")), delimiter=sep)):
-            raise NeedsWhole
+    padded = frame.height and frame.null_count().sum_horizontal().item()  # polars pads short rows with nulls
+    if padded and ragged_record(io.StringIO((header + chunk).decode("utf-8")), sep) is not None:
+        raise NeedsWhole
     return frame
 
 

@@ -10,7 +10,7 @@ import csv
 import io
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -169,8 +169,14 @@ def _csv_head(path: Path, sep: str, n_rows: int) -> tuple[io.BytesIO, bool]:
 
 
 def _ragged_line(path: Path, sep: str, n_rows: int | None = None) -> tuple[int, int, int] | None:
-    """(line, fields, header fields) of the first record whose field count differs from the header's."""
-    reader = csv.reader(text_lines(path), delimiter=sep)
+    """(line, fields, header fields) of the file's first record whose field count differs from the header's."""
+    return ragged_record(text_lines(path), sep, n_rows)
+
+
+def ragged_record(lines: Iterable[str], sep: str, n_rows: int | None = None) -> tuple[int, int, int] | None:
+    """(line, fields, header fields) of the first record in CSV text ``lines`` (header first) whose field count
+    differs from the header's."""
+    reader = csv.reader(lines, delimiter=sep)
     header = next(reader, None)
     if header is None:
         return None
