@@ -12,6 +12,7 @@ never depend on how the source was cut.
 
 from __future__ import annotations
 
+import functools
 import io
 import mmap
 from dataclasses import dataclass
@@ -150,12 +151,21 @@ def _record_spans(path: Path, size: int) -> tuple[int, list[tuple[int, int]]]:
     return header, spans
 
 
+@functools.lru_cache(maxsize=64)
+def _csv_schema(path: Path, sep: str, mtime_ns: int, infer_rows: int) -> pl.Schema:
+    """The column types a whole-file read of a CSV file infers (from its first ``infer_rows`` rows): once per file
+    and process, not once per range (``mtime_ns`` keys a changed file anew)."""
+    import polars as pl
+
+    return pl.read_csv(path, separator=sep, n_rows=infer_rows, infer_schema_length=infer_rows).schema
+
+
 def _csv_records(path: Path, sep: str, header: bytes, chunk: bytes) -> pl.DataFrame:
     """A byte range of a CSV file's records, typed as a whole-file read types them (inferred from its first
     rows); a record with too few or too many fields sends the task to the whole-file read, which names its line."""
     import polars as pl
 
-    schema = pl.read_csv(path, separator=sep, n_rows=CSV_INFER_ROWS, infer_schema_length=CSV_INFER_ROWS).schema
+    schema = _csv_schema(path, sep, path.stat().st_mtime_ns, CSV_INFER_ROWS)
     frame = pl.read_csv(io.BytesIO(header + chunk), separator=sep, schema=schema)
     padded = frame.height and frame.null_count().sum_horizontal().item()  # polars pads short rows with nulls
     if padded and ragged_record(io.StringIO((header + chunk).decode("utf-8")), sep) is not None:
